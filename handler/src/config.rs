@@ -1,0 +1,426 @@
+//! Configuration: every app setting the handler reads, parsed and checked
+//! once at start-up. A bad value stops start-up with the setting's name.
+//! No other module reads the environment.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Which credential gets tokens for Azure.
+#[derive(Debug, Clone)]
+pub enum CredentialKind {
+    /// App Service / Functions managed identity (`IDENTITY_ENDPOINT` and
+    /// `IDENTITY_HEADER`); `client_id` selects a user-assigned identity.
+    ManagedIdentity { client_id: Option<String> },
+    /// A service principal with a client secret.
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: crate::token::Secret,
+    },
+    /// The Azure CLI of a person at a terminal (`az account get-access-token`).
+    AzureCli,
+}
+
+/// A tag that opts a server in: only servers carrying it are rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptInTag {
+    pub name: String,
+    pub value: String,
+}
+
+/// The handler's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`: the port the host calls (default 8080).
+    pub port: u16,
+    /// `CMK_SUBSCRIPTIONS`: subscriptions searched for servers (required).
+    pub subscriptions: Vec<String>,
+    /// `CMK_OPT_IN_TAG`: `name=value`; when set, only tagged servers rotate.
+    pub opt_in_tag: Option<OptInTag>,
+    /// `CMK_ARM_ENDPOINT`: Resource Manager base URL.
+    pub arm_endpoint: String,
+    /// `CMK_ARM_AUDIENCE`: token audience for Resource Manager.
+    pub arm_audience: String,
+    /// `CMK_RESOURCE_GRAPH_ENDPOINT`: Resource Graph base URL.
+    pub graph_endpoint: String,
+    /// `CMK_KEYVAULT_DNS_SUFFIXES`: vault hosts accepted (comma-separated).
+    pub keyvault_suffixes: Vec<String>,
+    /// `CMK_KEYVAULT_AUDIENCE`: token audience for Key Vault.
+    pub keyvault_audience: String,
+    /// `CMK_KEYVAULT_CONNECT_ADDRESS`: connect to this address for every vault
+    /// host (the local stand-in); the port also goes into the URL.
+    pub keyvault_connect: Option<SocketAddr>,
+    /// `CMK_ALLOW_HTTP`: allow plain-http endpoints (local stand-in only).
+    pub allow_http: bool,
+    /// `CMK_POSTGRES_API_VERSION`.
+    pub postgres_api_version: String,
+    /// `CMK_KEYVAULT_API_VERSION`.
+    pub keyvault_api_version: String,
+    /// `CMK_RESOURCE_GRAPH_API_VERSION`.
+    pub graph_api_version: String,
+    /// `CMK_CREDENTIAL` and the Azure identity settings.
+    pub credential: CredentialKind,
+    /// `CMK_EVENT_BUDGET_SECS`: time the event function may spend, waits included.
+    pub event_budget: Duration,
+    /// `CMK_OPERATION_BUDGET_SECS`: time one server's update may take.
+    pub operation_budget: Duration,
+    /// `CMK_DEFAULT_RETRY_AFTER_SECS`: poll pace when ARM sends no Retry-After.
+    pub default_retry_after: Duration,
+    /// `CMK_MIN_POLL_INTERVAL_MS`: floor under Retry-After between polls.
+    pub min_poll_interval: Duration,
+    /// `CMK_HTTP_TIMEOUT_SECS`: timeout of one outbound request.
+    pub http_timeout: Duration,
+    /// `CMK_MAX_BODY_BYTES`: largest invocation body accepted.
+    pub max_body_bytes: usize,
+    /// `CMK_LOG_FORMAT`: `text` or `json`.
+    pub json_logs: bool,
+}
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+fn err(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let allow_http = parse_bool(&get, "CMK_ALLOW_HTTP")?.unwrap_or(false);
+        let endpoint = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = get(name).unwrap_or_else(|| default.to_string());
+            check_endpoint(name, &value, allow_http)
+        };
+        let arm_endpoint = endpoint("CMK_ARM_ENDPOINT", "https://management.azure.com")?;
+
+        Ok(Config {
+            port: parse_num(&get, "FUNCTIONS_CUSTOMHANDLER_PORT")?
+                .or(parse_num(&get, "FUNCTIONS_HTTPWORKER_PORT")?)
+                .unwrap_or(8080),
+            subscriptions: parse_subscriptions(get("CMK_SUBSCRIPTIONS"))?,
+            opt_in_tag: get("CMK_OPT_IN_TAG").map(|v| parse_tag(&v)).transpose()?,
+            graph_endpoint: endpoint("CMK_RESOURCE_GRAPH_ENDPOINT", &arm_endpoint)?,
+            arm_endpoint,
+            arm_audience: endpoint("CMK_ARM_AUDIENCE", "https://management.azure.com")?,
+            keyvault_suffixes: parse_suffixes(get("CMK_KEYVAULT_DNS_SUFFIXES"))?,
+            keyvault_audience: endpoint("CMK_KEYVAULT_AUDIENCE", "https://vault.azure.net")?,
+            keyvault_connect: get("CMK_KEYVAULT_CONNECT_ADDRESS")
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| err("CMK_KEYVAULT_CONNECT_ADDRESS", "not ip:port"))
+                })
+                .transpose()?,
+            allow_http,
+            postgres_api_version: get("CMK_POSTGRES_API_VERSION").unwrap_or("2025-08-01".into()),
+            keyvault_api_version: get("CMK_KEYVAULT_API_VERSION").unwrap_or("7.5".into()),
+            graph_api_version: get("CMK_RESOURCE_GRAPH_API_VERSION").unwrap_or("2024-04-01".into()),
+            credential: parse_credential(&get)?,
+            event_budget: secs(&get, "CMK_EVENT_BUDGET_SECS", 20)?,
+            operation_budget: secs(&get, "CMK_OPERATION_BUDGET_SECS", 1500)?,
+            default_retry_after: secs(&get, "CMK_DEFAULT_RETRY_AFTER_SECS", 60)?,
+            min_poll_interval: Duration::from_millis(
+                parse_num(&get, "CMK_MIN_POLL_INTERVAL_MS")?.unwrap_or(1000),
+            ),
+            http_timeout: secs(&get, "CMK_HTTP_TIMEOUT_SECS", 30)?,
+            max_body_bytes: parse_num(&get, "CMK_MAX_BODY_BYTES")?.unwrap_or(1 << 20),
+            json_logs: match get("CMK_LOG_FORMAT").as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => {
+                    return Err(err(
+                        "CMK_LOG_FORMAT",
+                        format!("{other:?} is not text or json"),
+                    ));
+                }
+            },
+        })
+    }
+
+    /// The OAuth scope for Resource Manager and Resource Graph.
+    pub fn arm_scope(&self) -> String {
+        format!("{}/.default", self.arm_audience.trim_end_matches('/'))
+    }
+
+    /// The OAuth scope for Key Vault.
+    pub fn keyvault_scope(&self) -> String {
+        format!("{}/.default", self.keyvault_audience.trim_end_matches('/'))
+    }
+}
+
+type Get<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+fn parse_num<T: std::str::FromStr>(
+    get: &Get,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    get(name)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| err(name, format!("{v:?} is not a valid number")))
+        })
+        .transpose()
+}
+
+fn secs(get: &Get, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(
+        parse_num(get, name)?.unwrap_or(default),
+    ))
+}
+
+fn parse_bool(get: &Get, name: &'static str) -> Result<Option<bool>, ConfigError> {
+    get(name)
+        .map(|v| match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err(err(name, format!("{v:?} is not true or false"))),
+        })
+        .transpose()
+}
+
+fn check_endpoint(
+    name: &'static str,
+    value: &str,
+    allow_http: bool,
+) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(value).map_err(|e| err(name, format!("{value:?}: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => return Err(err(name, "plain http needs CMK_ALLOW_HTTP=true")),
+        other => return Err(err(name, format!("unsupported scheme {other}"))),
+    }
+    if url.host_str().is_none() || url.query().is_some() || !url.username().is_empty() {
+        return Err(err(
+            name,
+            format!("{value:?} must be scheme://host[:port][/path]"),
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn parse_subscriptions(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "CMK_SUBSCRIPTIONS";
+    let value = value.ok_or_else(|| err(NAME, "required: the subscription ids to search"))?;
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            is_guid(s)
+                .then(|| s.to_ascii_lowercase())
+                .ok_or_else(|| err(NAME, format!("{s:?} is not a subscription id")))
+        })
+        .collect()
+}
+
+/// True for the 8-4-4-4-12 hexadecimal form.
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn parse_tag(value: &str) -> Result<OptInTag, ConfigError> {
+    const NAME: &str = "CMK_OPT_IN_TAG";
+    let (name, tag_value) = value
+        .split_once('=')
+        .ok_or_else(|| err(NAME, "expected name=value"))?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if !plain(name.trim()) || !plain(tag_value.trim()) {
+        return Err(err(
+            NAME,
+            "name and value may hold only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(OptInTag {
+        name: name.trim().to_string(),
+        value: tag_value.trim().to_string(),
+    })
+}
+
+fn parse_suffixes(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "CMK_KEYVAULT_DNS_SUFFIXES";
+    let value = value.unwrap_or_else(|| ".vault.azure.net".to_string());
+    let suffixes: Vec<String> = value
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.starts_with('.') {
+                s
+            } else {
+                format!(".{s}")
+            }
+        })
+        .collect();
+    let valid = |s: &String| {
+        s[1..]
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    };
+    if suffixes.is_empty() || !suffixes.iter().all(valid) {
+        return Err(err(
+            NAME,
+            format!("{value:?} is not a list of DNS suffixes"),
+        ));
+    }
+    Ok(suffixes)
+}
+
+fn parse_credential(get: &Get) -> Result<CredentialKind, ConfigError> {
+    const NAME: &str = "CMK_CREDENTIAL";
+    let has_mi = get("IDENTITY_ENDPOINT").is_some() && get("IDENTITY_HEADER").is_some();
+    let kind = get(NAME).unwrap_or_else(|| {
+        if has_mi {
+            "managed-identity"
+        } else {
+            "azure-cli"
+        }
+        .into()
+    });
+    match kind.as_str() {
+        // Never let the identity crate fall back to the VM metadata address.
+        "managed-identity" if !has_mi => Err(err(
+            NAME,
+            "managed-identity needs IDENTITY_ENDPOINT and IDENTITY_HEADER (set by Functions)",
+        )),
+        "managed-identity" => Ok(CredentialKind::ManagedIdentity {
+            client_id: get("AZURE_CLIENT_ID"),
+        }),
+        "client-secret" => {
+            let need = |n: &'static str| {
+                get(n).ok_or_else(|| err(n, "required with CMK_CREDENTIAL=client-secret"))
+            };
+            Ok(CredentialKind::ClientSecret {
+                secret: crate::token::Secret::new(need("AZURE_CLIENT_SECRET")?),
+                tenant_id: need("AZURE_TENANT_ID")?,
+                client_id: need("AZURE_CLIENT_ID")?,
+            })
+        }
+        "azure-cli" => Ok(CredentialKind::AzureCli),
+        other => Err(err(
+            NAME,
+            format!("{other:?} is not managed-identity, client-secret or azure-cli"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000000";
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_name_the_public_cloud() {
+        let c = config(&[("CMK_SUBSCRIPTIONS", SUB)]).unwrap();
+        assert_eq!(c.arm_endpoint, "https://management.azure.com");
+        assert_eq!(c.graph_endpoint, "https://management.azure.com");
+        assert_eq!(c.keyvault_suffixes, vec![".vault.azure.net"]);
+        assert_eq!(c.keyvault_scope(), "https://vault.azure.net/.default");
+        assert!(matches!(c.credential, CredentialKind::AzureCli));
+        assert_eq!(c.port, 8080);
+    }
+
+    #[test]
+    fn a_bad_setting_names_itself() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "CMK_SUBSCRIPTIONS"),
+            (&[("CMK_SUBSCRIPTIONS", "not-a-guid")], "CMK_SUBSCRIPTIONS"),
+            (
+                &[
+                    ("CMK_SUBSCRIPTIONS", SUB),
+                    ("CMK_ARM_ENDPOINT", "http://127.0.0.1:1"),
+                ],
+                "CMK_ARM_ENDPOINT",
+            ),
+            (
+                &[
+                    ("CMK_SUBSCRIPTIONS", SUB),
+                    ("FUNCTIONS_CUSTOMHANDLER_PORT", "x"),
+                ],
+                "FUNCTIONS_CUSTOMHANDLER_PORT",
+            ),
+            (
+                &[
+                    ("CMK_SUBSCRIPTIONS", SUB),
+                    ("CMK_CREDENTIAL", "managed-identity"),
+                ],
+                "CMK_CREDENTIAL",
+            ),
+            (
+                &[("CMK_SUBSCRIPTIONS", SUB), ("CMK_OPT_IN_TAG", "a='b'")],
+                "CMK_OPT_IN_TAG",
+            ),
+            (
+                &[("CMK_SUBSCRIPTIONS", SUB), ("CMK_LOG_FORMAT", "xml")],
+                "CMK_LOG_FORMAT",
+            ),
+        ];
+        for (pairs, name) in cases {
+            let e = config(pairs).unwrap_err();
+            assert_eq!(e.name, *name, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn managed_identity_is_chosen_only_when_functions_provides_it() {
+        let c = config(&[
+            ("CMK_SUBSCRIPTIONS", SUB),
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
+            ("IDENTITY_HEADER", "h"),
+            ("AZURE_CLIENT_ID", "cid"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.credential,
+            CredentialKind::ManagedIdentity { client_id: Some(ref id) } if id == "cid"
+        ));
+    }
+
+    #[test]
+    fn http_endpoints_need_the_opt_in() {
+        let c = config(&[
+            ("CMK_SUBSCRIPTIONS", SUB),
+            ("CMK_ALLOW_HTTP", "true"),
+            ("CMK_ARM_ENDPOINT", "http://127.0.0.1:9/"),
+            ("CMK_OPT_IN_TAG", "cmk-rotation=enabled"),
+        ])
+        .unwrap();
+        assert_eq!(c.arm_endpoint, "http://127.0.0.1:9");
+        assert_eq!(c.opt_in_tag.unwrap().name, "cmk-rotation");
+    }
+}
