@@ -1,0 +1,283 @@
+//! A faithful stand-in for the Azure Functions host (v4.1037) running a
+//! custom handler, for tests that cannot install Core Tools.
+//!
+//! It reads the function app (`host.json`, `*/function.json`), starts the
+//! handler process with the host's environment variables and readiness probe,
+//! serves the Event Grid webhook on its own 127.0.0.1 listener, runs
+//! queue-triggered functions over in-memory queues, and routes queue output
+//! bindings the way the real host converts them. Section numbers in comments
+//! refer to `functions-facts.md` unless they say `azure-facts`.
+
+mod clock;
+mod config;
+mod eventgrid;
+mod invoke;
+mod outputs;
+mod queue_runner;
+mod queue_store;
+mod types;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use config::AppConfig;
+use queue_store::Store;
+pub use types::{HostOptions, Invocation, QueueMessage, QueueStats};
+use worker::{LaunchSpec, LogSink, Worker};
+
+/// State shared by the webhook server, the queue runner and the API.
+pub(crate) struct Shared {
+    config: AppConfig,
+    retry_delay: Option<Duration>,
+    client: reqwest::Client,
+    worker: Worker,
+    logs: Arc<LogSink>,
+    invocations: Mutex<Vec<Invocation>>,
+    queues: Mutex<Store>,
+}
+
+/// `Metadata.sys` (§3, azure-facts §3.2).
+pub(crate) fn sys_metadata(function: &str) -> Value {
+    json!({
+        "MethodName": function,
+        "UtcNow": clock::iso_utc(SystemTime::now()),
+        "RandGuid": clock::new_guid(),
+    })
+}
+
+/// The running simulated host.
+pub struct FunctionsHost {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// `handler_bin` (or host.json `defaultExecutablePath` when empty): resolved
+/// against the app root if that file exists, else against our working
+/// directory, else left for a PATH lookup (azure-facts §3.1).
+fn resolve_program(
+    app_root: &std::path::Path,
+    handler_bin: &std::path::Path,
+    config: &AppConfig,
+) -> PathBuf {
+    let bin = if handler_bin.as_os_str().is_empty() {
+        PathBuf::from(&config.executable)
+    } else {
+        handler_bin.to_path_buf()
+    };
+    let in_app = app_root.join(&bin);
+    if bin.is_relative() && in_app.is_file() {
+        return in_app;
+    }
+    std::path::absolute(&bin)
+        .ok()
+        .filter(|p| p.is_file())
+        .unwrap_or(bin)
+}
+
+/// Percent-encodes a query value (reqwest's `query` feature is not enabled).
+fn encode(text: &str) -> String {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
+    text.bytes()
+        .map(|b| {
+            if keep(b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl FunctionsHost {
+    /// Reads the app, starts the webhook listener and the handler, and waits
+    /// for the handler to be ready (§5).
+    pub async fn start(opts: HostOptions) -> Result<FunctionsHost> {
+        let app_root = std::path::absolute(&opts.app_root).context("app_root")?;
+        let config = config::load(&app_root, &opts.env).context("reading the function app")?;
+        let spec = LaunchSpec {
+            program: resolve_program(&app_root, &opts.handler_bin, &config),
+            args: config.arguments.clone(),
+            cwd: config.working_dir.clone(),
+            app_root,
+            env: opts.env.clone(),
+        };
+        let shared = Arc::new(Shared {
+            config,
+            retry_delay: opts.retry_delay,
+            client: reqwest::Client::builder().no_proxy().build()?,
+            worker: Worker::new(spec),
+            logs: Arc::new(LogSink::new(opts.echo_logs)),
+            invocations: Mutex::new(Vec::new()),
+            queues: Mutex::new(Store::default()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = eventgrid::router(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let host = FunctionsHost {
+            shared,
+            addr,
+            server,
+        };
+        host.shared
+            .worker
+            .start(&host.shared.client, &host.shared.logs)
+            .await?;
+        Ok(host)
+    }
+
+    /// The port the current handler process listens on.
+    pub fn handler_port(&self) -> u16 {
+        self.shared.worker.port()
+    }
+
+    /// `http://127.0.0.1:PORT` of the host's own listener (webhooks).
+    pub fn webhook_base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The function names found in the app, sorted.
+    pub fn function_names(&self) -> Vec<String> {
+        self.shared.config.functions.keys().cloned().collect()
+    }
+
+    /// Delivers events as Event Grid would (`aeg-event-type: Notification`)
+    /// and returns the status and body the host answered.
+    pub async fn post_event_grid(&self, function: &str, body: &Value) -> Result<(u16, String)> {
+        let first = body.as_array().and_then(|a| a.first()).unwrap_or(body);
+        let field = |k: &str| first.get(k).and_then(Value::as_str).map(str::to_owned);
+        let data_version = field("dataVersion").unwrap_or_else(|| "1".into());
+        let meta_version = field("metadataVersion")
+            .or_else(|| field("specversion"))
+            .unwrap_or_else(|| "1".into());
+        let resp = self
+            .shared
+            .client
+            .post(format!(
+                "{}/runtime/webhooks/eventgrid?functionName={}",
+                self.webhook_base(),
+                encode(function)
+            ))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("aeg-event-type", "Notification")
+            .header("aeg-subscription-name", "STANDIN-SUBSCRIPTION")
+            .header("aeg-delivery-count", "0")
+            .header("aeg-data-version", data_version)
+            .header("aeg-metadata-version", meta_version)
+            .body(serde_json::to_vec(body)?)
+            .send()
+            .await?;
+        Ok((resp.status().as_u16(), resp.text().await?))
+    }
+
+    /// A raw custom-handler invocation; its Outputs are NOT routed.
+    pub async fn invoke(&self, function: &str, data: Value, metadata: Value) -> Result<Invocation> {
+        Ok(invoke::call(&self.shared, function, data, metadata)
+            .await
+            .invocation)
+    }
+
+    /// Runs queue-triggered functions until every trigger queue is empty
+    /// (poisoned or parked messages aside) or `max_wall` passes. Messages
+    /// written by outputs meanwhile are processed in the same run.
+    pub async fn run_queues(&self, max_wall: Duration) -> Result<QueueStats> {
+        Ok(queue_runner::run(self.shared.clone(), max_wall).await)
+    }
+
+    /// Puts raw wire text on a queue, as an outside producer would. With
+    /// `messageEncoding: base64` text that is not base64 goes to poison (§3).
+    pub fn enqueue(&self, queue: &str, text: &str) {
+        self.shared
+            .queues
+            .lock()
+            .expect("queue lock")
+            .put(queue, text.to_owned());
+    }
+
+    /// Puts a message on a queue encoded per host.json `messageEncoding`, as
+    /// the output binding or a base64-aware client would.
+    pub fn enqueue_encoded(&self, queue: &str, text: &str) {
+        let wire = outputs::to_wire(text.as_bytes(), self.shared.config.queues.base64);
+        self.shared
+            .queues
+            .lock()
+            .expect("queue lock")
+            .put(queue, wire);
+    }
+
+    /// Messages currently on a queue (visible or not).
+    pub fn queue_messages(&self, queue: &str) -> Vec<QueueMessage> {
+        let base64 = self.shared.config.queues.base64;
+        let stored = self.shared.queues.lock().expect("queue lock").list(queue);
+        stored
+            .into_iter()
+            .map(|m| QueueMessage {
+                text: match base64.then(|| outputs::dotnet_base64(&m.wire)).flatten() {
+                    Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    None => m.wire.clone(),
+                },
+                id: m.id,
+                dequeue_count: m.dequeue_count,
+                insertion_time: clock::iso_offset(m.inserted),
+            })
+            .collect()
+    }
+
+    /// Messages on `<queue>-poison`.
+    pub fn poison_messages(&self, queue: &str) -> Vec<QueueMessage> {
+        self.queue_messages(&format!("{queue}-poison"))
+    }
+
+    /// Every invocation made so far, in completion order.
+    pub fn invocations(&self) -> Vec<Invocation> {
+        self.shared
+            .invocations
+            .lock()
+            .expect("invocations lock")
+            .clone()
+    }
+
+    /// Handler stdout lines, `[stderr] `-prefixed stderr lines, and the host's
+    /// `[host] ...` lines (response `Logs` entries, poison moves).
+    pub fn logs(&self) -> Vec<String> {
+        self.shared.logs.snapshot()
+    }
+
+    /// SIGKILLs the handler, no SIGTERM, as the real host does (§5).
+    pub async fn kill_handler(&self) {
+        self.shared.worker.kill().await;
+    }
+
+    /// Starts the handler again (new port) and waits until it is ready.
+    pub async fn restart_handler(&self) -> Result<()> {
+        self.shared
+            .worker
+            .start(&self.shared.client, &self.shared.logs)
+            .await
+    }
+
+    /// Kills the handler and stops the webhook listener.
+    pub async fn stop(self) {
+        self.kill_handler().await;
+        self.server.abort();
+    }
+}
+
+impl Drop for FunctionsHost {
+    fn drop(&mut self) {
+        // The handler child is `kill_on_drop`; the listener stops here.
+        self.server.abort();
+    }
+}
