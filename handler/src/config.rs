@@ -75,6 +75,50 @@ pub struct Config {
     pub json_logs: bool,
 }
 
+/// Who provides a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An app setting the deployment sets (infra/ sets every one of these
+    /// that it needs, under the same name).
+    App,
+    /// Set by the Functions host or the platform, never by the deployment.
+    Platform,
+    /// For the local stand-in and tests only; never set in Azure.
+    Local,
+}
+
+/// Every setting the handler reads, with who provides it. One list, checked
+/// against `from_lookup` (unit test) and against `infra/` (Bicep tests).
+pub const SETTINGS: &[(&str, Source)] = &[
+    ("FUNCTIONS_CUSTOMHANDLER_PORT", Source::Platform),
+    ("FUNCTIONS_HTTPWORKER_PORT", Source::Platform),
+    ("IDENTITY_ENDPOINT", Source::Platform),
+    ("IDENTITY_HEADER", Source::Platform),
+    ("CMK_SUBSCRIPTIONS", Source::App),
+    ("CMK_OPT_IN_TAG", Source::App),
+    ("CMK_ARM_ENDPOINT", Source::App),
+    ("CMK_ARM_AUDIENCE", Source::App),
+    ("CMK_RESOURCE_GRAPH_ENDPOINT", Source::App),
+    ("CMK_KEYVAULT_DNS_SUFFIXES", Source::App),
+    ("CMK_KEYVAULT_AUDIENCE", Source::App),
+    ("CMK_POSTGRES_API_VERSION", Source::App),
+    ("CMK_KEYVAULT_API_VERSION", Source::App),
+    ("CMK_RESOURCE_GRAPH_API_VERSION", Source::App),
+    ("CMK_CREDENTIAL", Source::App),
+    ("AZURE_CLIENT_ID", Source::App),
+    ("AZURE_TENANT_ID", Source::Local),
+    ("AZURE_CLIENT_SECRET", Source::Local),
+    ("CMK_EVENT_BUDGET_SECS", Source::App),
+    ("CMK_OPERATION_BUDGET_SECS", Source::App),
+    ("CMK_DEFAULT_RETRY_AFTER_SECS", Source::App),
+    ("CMK_MIN_POLL_INTERVAL_MS", Source::App),
+    ("CMK_HTTP_TIMEOUT_SECS", Source::App),
+    ("CMK_MAX_BODY_BYTES", Source::App),
+    ("CMK_LOG_FORMAT", Source::App),
+    ("CMK_ALLOW_HTTP", Source::Local),
+    ("CMK_KEYVAULT_CONNECT_ADDRESS", Source::Local),
+];
+
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("setting {name}: {reason}")]
@@ -409,6 +453,28 @@ mod tests {
             c.credential,
             CredentialKind::ManagedIdentity { client_id: Some(ref id) } if id == "cid"
         ));
+    }
+
+    #[test]
+    fn the_settings_list_names_exactly_what_is_read() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let _ = Config::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_string());
+            match name {
+                "CMK_SUBSCRIPTIONS" => Some(SUB.into()),
+                "CMK_CREDENTIAL" => Some("client-secret".into()),
+                "IDENTITY_ENDPOINT"
+                | "IDENTITY_HEADER"
+                | "AZURE_CLIENT_ID"
+                | "AZURE_TENANT_ID"
+                | "AZURE_CLIENT_SECRET" => Some("x".into()),
+                _ => None,
+            }
+        })
+        .unwrap();
+        let listed: std::collections::BTreeSet<String> =
+            SETTINGS.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(asked.into_inner(), listed);
     }
 
     #[test]

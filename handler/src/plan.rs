@@ -82,7 +82,7 @@ async fn plan_event(state: &AppState, event: KeyVaultEvent) -> Reply {
         );
     }
 
-    match plan_key(state, &key, kind).await {
+    match plan_key(state, &key, kind, &event.id).await {
         Ok(reply) => reply,
         Err(e) if e.is_retryable() => {
             finish(Level::WARN, Reply::retry(), format!("will retry: {e}"))
@@ -95,7 +95,12 @@ async fn plan_event(state: &AppState, event: KeyVaultEvent) -> Reply {
     }
 }
 
-async fn plan_key(state: &AppState, key: &KeyId, kind: KeyEventKind) -> Result<Reply, AzureError> {
+async fn plan_key(
+    state: &AppState,
+    key: &KeyId,
+    kind: KeyEventKind,
+    event_id: &str,
+) -> Result<Reply, AzureError> {
     let config = &state.config;
     let http = state.http().map_err(|detail| AzureError::Token {
         service: crate::http::Service::KeyVault,
@@ -141,7 +146,7 @@ async fn plan_key(state: &AppState, key: &KeyId, kind: KeyEventKind) -> Result<R
     let messages: Vec<Value> = candidates
         .iter()
         .filter(|c| subscription_of(&c.id).is_some_and(|s| config.subscriptions.contains(&s)))
-        .map(|c| RotationMessage::new(&c.id, &versionless).to_value())
+        .map(|c| RotationMessage::new(&c.id, &versionless, event_id).to_value())
         .collect();
 
     let n = messages.len();

@@ -34,10 +34,13 @@ pub const MESSAGE_BINDING: &str = "message";
 pub struct RotationMessage {
     pub server_id: String,
     pub key_id: String,
+    /// The event that caused the message, for the logs only.
+    #[serde(default)]
+    pub event_id: String,
 }
 
 impl RotationMessage {
-    pub fn new(server_id: &str, key: &KeyId) -> RotationMessage {
+    pub fn new(server_id: &str, key: &KeyId, event_id: &str) -> RotationMessage {
         RotationMessage {
             server_id: server_id.to_string(),
             key_id: KeyId {
@@ -45,6 +48,7 @@ impl RotationMessage {
                 ..key.clone()
             }
             .to_string(),
+            event_id: event_id.to_string(),
         }
     }
 
@@ -88,7 +92,8 @@ pub async fn handle_message(state: &AppState, invocation: &Invocation) -> Reply 
         .unwrap_or_default()
         .to_string();
     let span = info_span!("server", server.name = %name, server.id = %message.server_id,
-        key.vault = %key.vault, key.name = %key.name, dequeue_count = %dequeue_count);
+        event.id = %message.event_id, key.vault = %key.vault, key.name = %key.name,
+        key.version = tracing::field::Empty, dequeue_count = %dequeue_count);
     async {
         let outcome = match state.http() {
             Ok(http) => rotate_server(state, http, &message.server_id, &key).await,
@@ -176,6 +181,7 @@ async fn rotate_server(state: &AppState, http: &Http, server_id: &str, key: &Key
         Ok(t) => t,
         Err(e) => return failed("reading the key's current version", e),
     };
+    tracing::Span::current().record("key.version", target.version.as_deref().unwrap_or_default());
     if let Err(reason) = check_key(&current, now()) {
         let message = format!(
             "{} stays on its version: {target} cannot be used: {reason}",
