@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod arm;
+pub mod assess;
 pub mod config;
 pub mod event;
 pub mod graph;

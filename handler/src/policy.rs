@@ -102,7 +102,7 @@ impl Slot {
         }
     }
 
-    fn status_field(self) -> &'static str {
+    pub fn status_field(self) -> &'static str {
         match self {
             Slot::Primary => "primaryEncryptionKeyStatus",
             Slot::GeoBackup => "geoBackupEncryptionKeyStatus",
@@ -153,6 +153,12 @@ impl FlexibleServer {
     pub fn key(&self, slot: Slot) -> Option<KeyId> {
         let uri = self.data_encryption.get(slot.uri_field())?.as_str()?;
         KeyId::parse(uri).ok()
+    }
+
+    /// The key status the service shows for a slot (`Valid`, `Invalid`).
+    pub fn key_status(&self, slot: Slot) -> Option<String> {
+        let status = self.data_encryption.get(slot.status_field())?.as_str()?;
+        Some(status.to_string())
     }
 
     /// The slots whose key URI names `key` (any version, or none).

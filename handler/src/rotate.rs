@@ -16,11 +16,12 @@ use tracing::{Instrument, Level, info_span};
 use crate::{
     app::AppState,
     arm::{ArmClient, OperationEnd, PatchAccepted, subscription_of},
+    assess::{Change, Decision, Disposition, KeyCache, assess},
     http::{AzureError, Budget, Http},
     key_id::KeyId,
     keyvault::KeyVaultClient,
-    plan::{finish, now},
-    policy::{FlexibleServer, Slot, StateClass, check_key, classify_state, patch_body, verify},
+    plan::finish,
+    policy::{FlexibleServer, Slot, patch_body, verify},
     protocol::{Invocation, Reply},
 };
 
@@ -59,7 +60,7 @@ impl RotationMessage {
 
 /// What happened to one server.
 #[derive(Debug)]
-enum Outcome {
+pub enum Outcome {
     /// Updated and verified.
     Rotated(String),
     /// Nothing to do.
@@ -140,123 +141,52 @@ async fn rotate_server(state: &AppState, http: &Http, server_id: &str, key: &Key
     let budget = Budget::new(config.operation_budget);
     let arm = ArmClient::new(http, config);
     let vault = KeyVaultClient::new(http, config);
+    let cache = KeyCache::default();
 
-    // Read the server.
-    let server = match arm.get_server(server_id, &budget).await {
-        Ok(s) => s,
-        Err(e) if e.is_not_found() => {
-            return Outcome::Skipped(format!("server {server_id} no longer exists"));
+    let assessment = match assess(
+        &arm,
+        &vault,
+        &cache,
+        server_id,
+        key,
+        config.opt_in_tag.as_ref(),
+        &budget,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => return failed("reading the server and the key", e),
+    };
+    let message = assessment.describe();
+    match (
+        assessment.disposition(),
+        &assessment.decision,
+        &assessment.server,
+    ) {
+        (Disposition::Update, Decision::Update { changes }, Some(server)) => {
+            apply(&arm, server, changes, &budget).await
         }
-        Err(e) => return failed("reading the server", e),
-    };
-    if !server.opted_in(config.opt_in_tag.as_ref()) {
-        return Outcome::Skipped(format!(
-            "{} does not carry the opt-in tag; not touched",
-            server.name
-        ));
+        (Disposition::Report, ..) => Outcome::Reported(message),
+        (Disposition::Retry, ..) => Outcome::Retry(message),
+        _ => Outcome::Skipped(message),
     }
+}
 
-    // Which of its key references follow this key, and at which version.
-    let slots = server.slots_using(key);
-    if slots.is_empty() {
-        return Outcome::Skipped(format!("{} no longer uses {key}", server.name));
-    }
-    let pinned: Vec<(Slot, KeyId)> = slots
-        .into_iter()
-        .filter(|(_, k)| k.version.is_some())
-        .collect();
-    if pinned.is_empty() {
-        return Outcome::Skipped(format!(
-            "{} uses a version-less key URI; the service follows new versions itself",
-            server.name
-        ));
-    }
-
-    // Read the key's current version and check it.
-    let current = match vault.get_key(key, &budget).await {
-        Ok(b) => b,
-        Err(e) => return failed("reading the key's current version", e),
-    };
-    let target = match current.key_id() {
-        Ok(t) => t,
-        Err(e) => return failed("reading the key's current version", e),
-    };
-    tracing::Span::current().record("key.version", target.version.as_deref().unwrap_or_default());
-    if let Err(reason) = check_key(&current, now()) {
-        let message = format!(
-            "{} stays on its version: {target} cannot be used: {reason}",
-            server.name
-        );
-        return if reason.retry_later() {
-            Outcome::Retry(message)
-        } else {
-            Outcome::Reported(message)
-        };
-    }
-
-    // Decide.
-    let stale: Vec<(Slot, KeyId)> = pinned
-        .into_iter()
-        .filter(|(_, k)| k.version != target.version)
-        .collect();
-    if stale.is_empty() {
-        return Outcome::Skipped(format!("{} already uses {target}", server.name));
-    }
-    for (slot, now_on) in &stale {
-        match vault.get_key(now_on, &budget).await {
-            Ok(b)
-                if b.attributes.created.unwrap_or(0) > current.attributes.created.unwrap_or(0) =>
-            {
-                return Outcome::Reported(format!(
-                    "{} {} is on {now_on}, newer than the key's current version {target}; not moved back",
-                    server.name,
-                    slot.uri_field()
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return failed("reading the server's key version", e),
-        }
-    }
-    let changes: Vec<(Slot, KeyId)> = stale
+/// Sends the update for `changes`, follows the operation and reads the
+/// server back to verify. Used by the queue function and the operator CLI.
+pub async fn apply(
+    arm: &ArmClient<'_>,
+    server: &FlexibleServer,
+    changes: &[Change],
+    budget: &Budget,
+) -> Outcome {
+    let targets: Vec<(Slot, KeyId)> = changes.iter().map(|c| (c.slot, c.to.clone())).collect();
+    let from = changes
         .iter()
-        .map(|(slot, now_on)| {
-            (
-                *slot,
-                now_on.with_version(target.version.as_deref().unwrap_or_default()),
-            )
-        })
-        .collect();
-    let from = stale
-        .iter()
-        .map(|(_, k)| k.to_string())
+        .map(|c| c.from.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    match classify_state(&server.state) {
-        StateClass::Ready => {}
-        StateClass::Busy => {
-            return Outcome::Retry(format!(
-                "{} is {}; {from} → {target} waits",
-                server.name, server.state
-            ));
-        }
-        StateClass::Untouchable => {
-            return Outcome::Reported(format!(
-                "{} is {} and was not touched; it still uses {from} and should move to {target} once it is Ready",
-                server.name, server.state
-            ));
-        }
-    }
-    let slots: Vec<Slot> = changes.iter().map(|(s, _)| *s).collect();
-    if let Some(problem) = server.config_problem(&slots) {
-        return Outcome::Reported(format!(
-            "{}: data encryption configuration problem, not updated: {problem}",
-            server.name
-        ));
-    }
-
-    // Update, follow the operation, confirm.
-    update(&arm, &server, &changes, &budget, &from).await
+    update(arm, server, &targets, budget, &from).await
 }
 
 async fn update(
