@@ -19,7 +19,7 @@ use crate::{
     http::Http,
     plan, protocol,
     protocol::{Invocation, Reply},
-    rotate,
+    reconcile, rotate, status,
     token::{IdentityTokenSource, TokenSource},
 };
 
@@ -27,6 +27,10 @@ use crate::{
 pub const EVENT_FUNCTION: &str = "KeyEvent";
 /// Route of the queue trigger function (`function-app/RotateServer`).
 pub const SERVER_FUNCTION: &str = "RotateServer";
+/// Route of the timer trigger function (`function-app/Reconcile`).
+pub const RECONCILE_FUNCTION: &str = "Reconcile";
+/// Route of the HTTP trigger function (`function-app/Status`).
+pub const STATUS_FUNCTION: &str = "Status";
 
 /// What every invocation shares. The Azure clients are built on first use,
 /// so start-up does nothing that can wait.
@@ -74,8 +78,8 @@ impl AppState {
     }
 }
 
-/// The router: `GET /` for the host's readiness probe, `POST /KeyEvent`,
-/// `POST /RotateServer`. Bodies over `max_body_bytes` get 413 without being
+/// The router: `GET /` for the host's readiness probe and one `POST` route
+/// per function (`/KeyEvent`, `/RotateServer`, `/Reconcile`, `/Status`). Bodies over `max_body_bytes` get 413 without being
 /// read whole.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
@@ -83,6 +87,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(|| async { Json(json!({ "status": "ready" })) }))
         .route(&format!("/{EVENT_FUNCTION}"), post(event_route))
         .route(&format!("/{SERVER_FUNCTION}"), post(server_route))
+        .route(&format!("/{RECONCILE_FUNCTION}"), post(reconcile_route))
+        .route(&format!("/{STATUS_FUNCTION}"), post(status_route))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -104,6 +110,20 @@ async fn server_route(State(state): State<Arc<AppState>>, body: Bytes) -> impl I
     match Invocation::parse(&body) {
         Ok(invocation) => rotate::handle_message(&state, &invocation).await,
         Err(e) => refuse_body(SERVER_FUNCTION, &e),
+    }
+}
+
+async fn reconcile_route(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
+    match Invocation::parse(&body) {
+        Ok(invocation) => reconcile::handle_timer(&state, &invocation).await,
+        Err(e) => refuse_body(RECONCILE_FUNCTION, &e),
+    }
+}
+
+async fn status_route(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
+    match Invocation::parse(&body) {
+        Ok(invocation) => status::handle_request(&state, &invocation).await,
+        Err(e) => refuse_body(STATUS_FUNCTION, &e),
     }
 }
 

@@ -143,6 +143,7 @@ impl<'a> ArmClient<'a> {
             method,
             url,
             body,
+            headers: &[],
         };
         self.http.send(request, budget).await
     }

@@ -150,6 +150,15 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
+    /// True if `key` was read already.
+    pub fn contains(&self, key: &KeyId) -> bool {
+        let name = key.to_string().to_ascii_lowercase();
+        self.bundles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&name)
+    }
+
     /// The bundle for `key` (current version when it has none).
     pub async fn get(
         &self,

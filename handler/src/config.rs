@@ -73,6 +73,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `CMK_LOG_FORMAT`: `text` or `json`.
     pub json_logs: bool,
+    /// `AzureWebJobsStorage__queueServiceUri`: the queue service of the
+    /// function's storage, read for the poison queue in the status report.
+    pub queue_service: Option<String>,
+    /// `CMK_RECONCILE_SCHEDULE`: NCRONTAB of the Reconcile timer (the host
+    /// reads it through function.json; checked here so a typo stops start-up).
+    pub reconcile_schedule: Option<String>,
 }
 
 /// Who provides a setting.
@@ -115,6 +121,8 @@ pub const SETTINGS: &[(&str, Source)] = &[
     ("CMK_HTTP_TIMEOUT_SECS", Source::App),
     ("CMK_MAX_BODY_BYTES", Source::App),
     ("CMK_LOG_FORMAT", Source::App),
+    ("AzureWebJobsStorage__queueServiceUri", Source::App),
+    ("CMK_RECONCILE_SCHEDULE", Source::App),
     ("CMK_ALLOW_HTTP", Source::Local),
     ("CMK_KEYVAULT_CONNECT_ADDRESS", Source::Local),
 ];
@@ -194,6 +202,12 @@ impl Config {
                     ));
                 }
             },
+            queue_service: get("AzureWebJobsStorage__queueServiceUri")
+                .map(|v| check_endpoint("AzureWebJobsStorage__queueServiceUri", &v, allow_http))
+                .transpose()?,
+            reconcile_schedule: get("CMK_RECONCILE_SCHEDULE")
+                .map(|v| check_schedule(&v))
+                .transpose()?,
         })
     }
 
@@ -257,6 +271,22 @@ fn check_endpoint(
         ));
     }
     Ok(value.trim_end_matches('/').to_string())
+}
+
+/// Six NCRONTAB fields (`{second} {minute} {hour} {day} {month} {day-of-week}`).
+fn check_schedule(value: &str) -> Result<String, ConfigError> {
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    let allowed = |f: &&str| {
+        f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c))
+    };
+    if fields.len() != 6 || !fields.iter().all(allowed) {
+        return Err(err(
+            "CMK_RECONCILE_SCHEDULE",
+            format!("{value:?} is not a six-field NCRONTAB expression"),
+        ));
+    }
+    Ok(fields.join(" "))
 }
 
 fn parse_subscriptions(value: Option<String>) -> Result<Vec<String>, ConfigError> {

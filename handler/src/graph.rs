@@ -18,12 +18,34 @@ const PAGE_SIZE: u32 = 1000;
 /// Pages read at most for one key: a bound on a runaway `$skipToken`.
 const MAX_PAGES: usize = 100;
 
-/// A server Resource Graph proposes.
+/// A server Resource Graph proposes, with the key URIs and state it
+/// shows (possibly stale).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Candidate {
     pub id: String,
     #[serde(default)]
     pub name: String,
+    #[serde(default)]
+    pub state: String,
+    /// `primaryKeyURI`, lower-cased by the query ("" when absent).
+    #[serde(default)]
+    pub pk: String,
+    /// `geoBackupKeyURI`, lower-cased by the query ("" when absent).
+    #[serde(default)]
+    pub gk: String,
+}
+
+impl Candidate {
+    /// The key identifiers this server names, primary first.
+    pub fn keys(&self) -> Vec<(crate::policy::Slot, KeyId)> {
+        [
+            (crate::policy::Slot::Primary, &self.pk),
+            (crate::policy::Slot::GeoBackup, &self.gk),
+        ]
+        .into_iter()
+        .filter_map(|(slot, uri)| KeyId::parse(uri).ok().map(|k| (slot, k)))
+        .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -54,7 +76,16 @@ impl<'a> GraphClient<'a> {
         key: &KeyId,
         budget: &Budget,
     ) -> Result<Vec<Candidate>, AzureError> {
-        let query = server_query(key, self.config);
+        self.run(&server_query(Some(key), self.config), budget)
+            .await
+    }
+
+    /// Every server in scope encrypted with a Key Vault key.
+    pub async fn find_all(&self, budget: &Budget) -> Result<Vec<Candidate>, AzureError> {
+        self.run(&server_query(None, self.config), budget).await
+    }
+
+    async fn run(&self, query: &str, budget: &Budget) -> Result<Vec<Candidate>, AzureError> {
         let mut url = Url::parse(&format!(
             "{}/providers/Microsoft.ResourceGraph/resources",
             self.config.graph_endpoint
@@ -80,6 +111,7 @@ impl<'a> GraphClient<'a> {
                 method: Method::POST,
                 url: url.clone(),
                 body: Some(&body),
+                headers: &[],
             };
             let response = self.http.send(request, budget).await?;
             let page: Page =
@@ -88,7 +120,7 @@ impl<'a> GraphClient<'a> {
                     detail: e.to_string(),
                 })?;
             if is_true(page.result_truncated.as_ref()) {
-                tracing::warn!(key = %key, "resource graph says the result is truncated");
+                tracing::warn!("resource graph says the result is truncated");
             }
             servers.extend(page.data);
             skip_token = page.skip_token.filter(|t| !t.is_empty());
@@ -116,18 +148,16 @@ fn is_true(value: Option<&Value>) -> bool {
 /// The KQL. The vault host and key name were checked against Key Vault's
 /// naming rules (letters, digits, '-', '.') and the tag against a similar
 /// set, so they cannot close the quoted literals they sit in.
-pub fn server_query(key: &KeyId, config: &Config) -> String {
-    let vault = key.vault.to_ascii_lowercase();
-    let name = key.name.to_ascii_lowercase();
-    let mut query = format!(
+pub fn server_query(key: Option<&KeyId>, config: &Config) -> String {
+    let mut query = String::from(
         "resources\n\
          | where type =~ 'microsoft.dbforpostgresql/flexibleservers'\n\
          | where tostring(properties.dataEncryption.type) =~ 'AzureKeyVault'\n\
-         | extend pk = tolower(tostring(properties.dataEncryption.primaryKeyURI)), gk = tolower(tostring(properties.dataEncryption.geoBackupKeyURI))\n\
-         | extend pkVault = extract(@'^https://([^/:]+)', 1, pk), pkName = extract(@'^https://[^/]+/keys/([^/?]+)', 1, pk)\n\
-         | extend gkVault = extract(@'^https://([^/:]+)', 1, gk), gkName = extract(@'^https://[^/]+/keys/([^/?]+)', 1, gk)\n\
-         | where (pkVault == '{vault}' and pkName == '{name}') or (gkVault == '{vault}' and gkName == '{name}')\n"
+         | extend pk = tolower(tostring(properties.dataEncryption.primaryKeyURI)), gk = tolower(tostring(properties.dataEncryption.geoBackupKeyURI))\n",
     );
+    if let Some(key) = key {
+        query.push_str(&key_filter(key));
+    }
     if let Some(tag) = &config.opt_in_tag {
         query.push_str(&format!(
             "| where tags['{}'] =~ '{}'\n",
@@ -136,6 +166,16 @@ pub fn server_query(key: &KeyId, config: &Config) -> String {
     }
     query.push_str("| project id, name, subscriptionId, resourceGroup, state = tostring(properties.state), pk, gk\n| order by id asc");
     query
+}
+
+fn key_filter(key: &KeyId) -> String {
+    let vault = key.vault.to_ascii_lowercase();
+    let name = key.name.to_ascii_lowercase();
+    format!(
+        "| extend pkVault = extract(@'^https://([^/:]+)', 1, pk), pkName = extract(@'^https://[^/]+/keys/([^/?]+)', 1, pk)\n\
+         | extend gkVault = extract(@'^https://([^/:]+)', 1, gk), gkName = extract(@'^https://[^/]+/keys/([^/?]+)', 1, gk)\n\
+         | where (pkVault == '{vault}' and pkName == '{name}') or (gkVault == '{vault}' and gkName == '{name}')\n"
+    )
 }
 
 #[cfg(test)]
@@ -154,7 +194,7 @@ mod tests {
             "https://Contoso-KV.vault.azure.net/keys/PG-cmk/11111111111111111111111111111111",
         )
         .unwrap();
-        let q = server_query(&key, &config);
+        let q = server_query(Some(&key), &config);
         assert!(q.contains("(pkVault == 'contoso-kv.vault.azure.net' and pkName == 'pg-cmk')"));
         assert!(q.contains("(gkVault == 'contoso-kv.vault.azure.net' and gkName == 'pg-cmk')"));
         assert!(q.contains("| where tags['cmk-rotation'] =~ 'enabled'"));

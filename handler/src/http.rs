@@ -32,6 +32,7 @@ pub enum Service {
     KeyVault,
     ResourceManager,
     ResourceGraph,
+    Storage,
 }
 
 impl fmt::Display for Service {
@@ -40,6 +41,7 @@ impl fmt::Display for Service {
             Service::KeyVault => "key vault",
             Service::ResourceManager => "resource manager",
             Service::ResourceGraph => "resource graph",
+            Service::Storage => "storage",
         })
     }
 }
@@ -182,6 +184,8 @@ pub struct Request<'a> {
     pub method: Method,
     pub url: Url,
     pub body: Option<&'a Value>,
+    /// Extra headers (Storage's `x-ms-version`).
+    pub headers: &'a [(&'static str, &'static str)],
 }
 
 /// The HTTP client and token source shared by the Azure clients.
@@ -260,6 +264,9 @@ impl Http {
             .client
             .request(request.method.clone(), request.url.clone())
             .header(AUTHORIZATION, auth);
+        for (name, value) in request.headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(body) = request.body {
             builder = builder.json(body);
         }
@@ -278,8 +285,14 @@ impl Http {
             detail: transport_detail(&e),
         })?;
         if status.is_success() {
+            let xml = headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.contains("xml"));
             let body = if bytes.is_empty() {
                 Value::Null
+            } else if xml {
+                Value::String(String::from_utf8_lossy(&bytes).into_owned())
             } else {
                 serde_json::from_slice(&bytes).map_err(|e| AzureError::Decode {
                     service,

@@ -84,6 +84,7 @@ impl<'a> KeyVaultClient<'a> {
                     method: Method::GET,
                     url,
                     body: None,
+                    headers: &[],
                 },
                 budget,
             )

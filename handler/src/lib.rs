@@ -9,6 +9,7 @@
 pub mod app;
 pub mod arm;
 pub mod assess;
+pub mod cli;
 pub mod config;
 pub mod event;
 pub mod graph;
@@ -18,6 +19,9 @@ pub mod keyvault;
 pub mod plan;
 pub mod policy;
 pub mod protocol;
+pub mod queue;
+pub mod reconcile;
 pub mod rotate;
+pub mod status;
 pub mod telemetry;
 pub mod token;

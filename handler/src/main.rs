@@ -1,22 +1,46 @@
-//! The `handler` binary the Functions host starts: read the configuration,
-//! start logging, bind 127.0.0.1 on `FUNCTIONS_CUSTOMHANDLER_PORT`, serve.
+//! The `handler` binary. Started by the Functions host with no arguments it
+//! serves the custom-handler routes on 127.0.0.1:`FUNCTIONS_CUSTOMHANDLER_PORT`;
+//! with a command (`plan`, `rotate`, `status`) it is the operator CLI.
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
-use handler::{app, config::Config, telemetry};
+use clap::Parser;
+use handler::{
+    app::{self, AppState},
+    cli::{self, Cli, Command},
+    config::Config,
+    telemetry,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::from_env() {
+    let cli = Cli::parse();
+    let subscriptions = cli.subscriptions.join(",");
+    let config = Config::from_lookup(|name| match name {
+        "CMK_SUBSCRIPTIONS" if !subscriptions.is_empty() => Some(subscriptions.clone()),
+        _ => std::env::var(name).ok(),
+    });
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             // Logging is not set up yet; the host shows stderr as an error.
             eprintln!("handler cannot start: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(cli::exit::USAGE);
         }
     };
-    telemetry::init(config.json_logs);
 
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        command => {
+            telemetry::init_cli(config.json_logs);
+            let state = AppState::new(config);
+            ExitCode::from(cli::run(command, cli.json, &state).await)
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    telemetry::init(config.json_logs);
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -26,7 +50,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(%addr, "handler listening");
-    let router = app::router(Arc::new(app::AppState::new(config)));
+    let router = app::router(Arc::new(AppState::new(config)));
     if let Err(e) = axum::serve(listener, router).await {
         tracing::error!(error = %e, "server stopped");
         return ExitCode::FAILURE;

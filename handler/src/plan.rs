@@ -16,7 +16,7 @@ use crate::{
     app::AppState,
     arm::subscription_of,
     event::{KeyEventKind, KeyVaultEvent, parse_event},
-    graph::GraphClient,
+    graph::{Candidate, GraphClient},
     http::{AzureError, Budget},
     key_id::KeyId,
     keyvault::KeyVaultClient,
@@ -150,23 +150,69 @@ async fn plan_key(
         .collect();
 
     let n = messages.len();
-    let (level, message) = match kind {
-        KeyEventKind::NewVersionCreated => {
-            (Level::INFO, format!("{n} server(s) queued for {target}"))
-        }
-        // An expiry notice about the current version: nothing newer to move to.
-        _ if key.version == target.version => (
-            Level::ERROR,
-            format!(
-                "{kind:?} for {key} and no newer version exists: {n} server(s) using this key will become Inaccessible when it expires; create a new version"
-            ),
-        ),
-        _ => (
-            Level::INFO,
-            format!("{kind:?} for {key}: {n} server(s) queued to move to {target}"),
-        ),
+    let mut reply = Reply::done();
+    if kind != KeyEventKind::NewVersionCreated {
+        reply = expiry_notice(
+            reply,
+            kind,
+            key,
+            &target,
+            current.attributes.exp,
+            &candidates,
+        );
+    }
+    let message = match kind {
+        KeyEventKind::NewVersionCreated => format!("{n} server(s) queued for {target}"),
+        _ => format!("{kind:?} for {key}: {n} server(s) queued to be brought to {target}"),
     };
-    Ok(finish(level, Reply::done(), message).output(QUEUE_OUTPUT, Value::Array(messages)))
+    Ok(finish(Level::INFO, reply, message).output(QUEUE_OUTPUT, Value::Array(messages)))
+}
+
+/// For `KeyNearExpiry` and `KeyExpired`: names the servers still pinned to
+/// the version the event is about. The servers are queued all the same, so
+/// they move if a newer usable version exists.
+fn expiry_notice(
+    reply: Reply,
+    kind: KeyEventKind,
+    key: &KeyId,
+    target: &KeyId,
+    exp: Option<i64>,
+    candidates: &[Candidate],
+) -> Reply {
+    let on_version: Vec<&str> = candidates
+        .iter()
+        .filter(|c| {
+            c.keys()
+                .iter()
+                .any(|(_, k)| k.same_key(key) && k.version.is_some() && k.version == key.version)
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    let names = if on_version.is_empty() {
+        "none".to_string()
+    } else {
+        on_version.join(", ")
+    };
+    match kind {
+        KeyEventKind::Expired => finish(
+            Level::ERROR,
+            reply,
+            format!("{key} has expired; servers still on it (they go Inaccessible): {names}"),
+        ),
+        _ if key.version == target.version => {
+            let days = exp.map_or("unknown".to_string(), |e| {
+                ((e - now()).max(0) / 86_400).to_string()
+            });
+            finish(
+                Level::WARN,
+                reply,
+                format!(
+                    "{key} expires in {days} day(s) and no newer version exists; servers on it: {names}; create a new version"
+                ),
+            )
+        }
+        _ => reply,
+    }
 }
 
 /// Seconds since the epoch, now.

@@ -20,3 +20,18 @@ pub fn init(json: bool) {
         builder.with_ansi(false).init();
     }
 }
+
+/// Logging for the operator CLI: stderr (stdout carries the tables and
+/// JSON), warnings and errors only unless `RUST_LOG` says otherwise.
+pub fn init_cli(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

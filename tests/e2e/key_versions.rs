@@ -96,7 +96,8 @@ async fn near_expiry_without_a_newer_version_warns_and_patches_nothing() {
     assert_eq!(status, 202);
     w.drain().await;
     assert!(w.patches_for(&id).is_empty());
-    assert!(w.logged("no newer version exists"));
+    assert!(w.logged("expires in"));
+    assert!(w.logged("no newer version exists; servers on it: contoso-pg-01"));
 }
 
 #[tokio::test]

@@ -5,7 +5,10 @@
 mod envelope;
 mod events;
 mod key_versions;
+mod operator;
 mod ordering;
 mod rotation;
+mod seeded;
+mod simulation;
 mod support;
 mod throttling;

@@ -152,6 +152,7 @@ fn handler_settings(azure: &FakeAzure) -> Vec<(String, String)> {
         ("IDENTITY_ENDPOINT", azure.identity_endpoint()),
         ("IDENTITY_HEADER", FakeAzure::IDENTITY_HEADER.to_string()),
         ("CMK_DEFAULT_RETRY_AFTER_SECS", "1".into()),
+        ("CMK_RECONCILE_SCHEDULE", "0 0 */6 * * *".into()),
         ("RUST_LOG", "info".into()),
     ]
     .into_iter()
