@@ -290,10 +290,13 @@ pub fn to_html(report: &Report) -> String {
         .map(|p| format!("<li>{}</li>", escape(p)))
         .collect();
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>CMK rotation status</title>\n<style>{STYLE}</style></head>\n<body><h1>CMK rotation status</h1>\n<p id=\"summary\">{} key reference(s), {} behind, generated at {} (epoch s)</p>\n<table><thead><tr><th>server</th><th>state</th><th>slot</th><th>vault/key</th><th>version</th><th>age</th><th>current</th><th>key status</th><th>drift</th><th>decision</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n{poison}\n<ul class=\"problems\">{problems}</ul>\n</body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>CMK rotation status</title>\n<style>{STYLE}</style></head>\n<body><h1>CMK rotation status</h1>\n<p id=\"summary\">{} key reference(s), {} behind, generated {}</p>\n<table><thead><tr><th>server</th><th>state</th><th>slot</th><th>vault/key</th><th>version</th><th>age</th><th>current</th><th>key status</th><th>drift</th><th>decision</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n{poison}\n<ul class=\"problems\">{problems}</ul>\n</body></html>\n",
         report.rows.len(),
         report.drifted(),
-        report.generated_at
+        httpdate::fmt_http_date(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(report.generated_at.max(0) as u64)
+        )
     )
 }
 

@@ -2,13 +2,13 @@
 //! host simulator, against the fake Azure. One file per behaviour area;
 //! `support` builds the world each test runs in.
 
+mod browser;
 mod envelope;
 mod events;
 mod key_versions;
+mod operations;
 mod operator;
 mod ordering;
 mod rotation;
-mod seeded;
-mod simulation;
 mod support;
 mod throttling;

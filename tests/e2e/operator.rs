@@ -49,9 +49,17 @@ fn key() -> String {
 async fn plan_shows_changes_and_skips_and_writes_nothing() {
     let (w, [behind, ..]) = world().await;
     let run = handler(&w, &["plan", "--key", &key()]).await;
-    assert_eq!(run.code, 1, "a Stopped server needs attention: {}", run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "a Stopped server needs attention: {}",
+        run.stderr
+    );
     assert!(run.stdout.contains("pg-behind"));
-    assert!(run.stdout.contains(&format!("primaryKeyURI {} → {}", key_uri(&v(1)), key_uri(&v(2)))));
+    assert!(run.stdout.contains(&format!(
+        "primaryKeyURI {} → {}",
+        key_uri(&v(1)),
+        key_uri(&v(2))
+    )));
     assert!(run.stdout.contains("version-less"));
     assert!(run.stdout.contains("pg-stopped is Stopped"));
     assert!(w.azure.patches().is_empty(), "plan changes nothing");
@@ -59,7 +67,12 @@ async fn plan_shows_changes_and_skips_and_writes_nothing() {
 
     let run = handler(&w, &["plan", "--key", &key(), "--json"]).await;
     let rows: Value = serde_json::from_str(&run.stdout).expect("JSON");
-    let actions: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["update", "skip", "attention"]);
     assert!(w.azure.patches().is_empty());
 }
@@ -90,11 +103,29 @@ async fn rotate_with_yes_updates_inline_and_summarises() {
 async fn rotate_one_named_server_ignores_the_others() {
     let (w, [behind, ..]) = world().await;
     let other = w.add_server("pg-other", &key_uri(&v(1)));
-    let run = handler(&w, &["rotate", "--key", &key(), "--server", &behind, "--yes", "--json"]).await;
+    let run = handler(
+        &w,
+        &[
+            "rotate",
+            "--key",
+            &key(),
+            "--server",
+            &behind,
+            "--yes",
+            "--json",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(w.encryption(&behind, "primaryKeyURI"), key_uri(&v(2)));
     assert_eq!(w.encryption(&other, "primaryKeyURI"), key_uri(&v(1)));
-    assert!(w.azure.requests().iter().all(|r| !r.path.contains("ResourceGraph")), "no discovery for a named server");
+    assert!(
+        w.azure
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("ResourceGraph")),
+        "no discovery for a named server"
+    );
 }
 
 #[tokio::test]
@@ -125,6 +156,9 @@ async fn bad_arguments_exit_with_the_usage_code() {
     assert_eq!(handler(&w, &["plan"]).await.code, 2);
     let run = handler(&w, &["plan", "--key", "https://evil.example/keys/k"]).await;
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("not under a configured Key Vault DNS suffix"));
+    assert!(
+        run.stderr
+            .contains("not under a configured Key Vault DNS suffix")
+    );
     assert!(w.azure.requests().is_empty());
 }

@@ -3,18 +3,23 @@
 //!
 //! It reads the function app (`host.json`, `*/function.json`), starts the
 //! handler process with the host's environment variables and readiness probe,
-//! serves the Event Grid webhook on its own 127.0.0.1 listener, runs
+//! serves the Event Grid webhook and httpTrigger functions (`/api/...`) on
+//! its own 127.0.0.1 listener, fires timerTrigger functions on demand, runs
 //! queue-triggered functions over in-memory queues, and routes queue output
-//! bindings the way the real host converts them. Section numbers in comments
+//! bindings the way the real host converts them. The same listener plays the
+//! Storage account for Peek Messages on those queues. Section numbers in comments
 //! refer to `functions-facts.md` unless they say `azure-facts`.
 
 mod clock;
 mod config;
 mod eventgrid;
+mod http_trigger;
 mod invoke;
 mod outputs;
 mod queue_runner;
 mod queue_store;
+mod storage;
+mod timer;
 mod types;
 mod worker;
 
@@ -43,6 +48,8 @@ pub(crate) struct Shared {
     logs: Arc<LogSink>,
     invocations: Mutex<Vec<Invocation>>,
     queues: Mutex<Store>,
+    timers: timer::Timers,
+    function_key: String,
 }
 
 /// `Metadata.sys` (§3, azure-facts §3.2).
@@ -84,6 +91,19 @@ fn resolve_program(
         .unwrap_or(bin)
 }
 
+/// The app settings plus `AzureWebJobsStorage__queueServiceUri` naming this
+/// simulator's queue service, as a deployment sets it for an identity-based
+/// storage connection (unless the test set it already). Here the simulator
+/// plays the storage account that the host and the handler share.
+fn with_storage_setting(env: &[(String, String)], addr: SocketAddr) -> Vec<(String, String)> {
+    const NAME: &str = "AzureWebJobsStorage__queueServiceUri";
+    let mut env = env.to_vec();
+    if !env.iter().any(|(k, _)| k == NAME) {
+        env.push((NAME.to_string(), format!("http://{addr}/devstoreaccount1")));
+    }
+    env
+}
+
 /// Percent-encodes a query value (reqwest's `query` feature is not enabled).
 fn encode(text: &str) -> String {
     let keep = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
@@ -98,18 +118,35 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// A stored message as a trigger would see it: base64 wire encoding removed
+/// when `messageEncoding` is base64 (the raw wire text if it does not decode).
+fn as_message(m: queue_store::Stored, base64: bool) -> QueueMessage {
+    QueueMessage {
+        text: match base64.then(|| outputs::dotnet_base64(&m.wire)).flatten() {
+            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            None => m.wire.clone(),
+        },
+        id: m.id,
+        dequeue_count: m.dequeue_count,
+        insertion_time: clock::iso_offset(m.inserted),
+    }
+}
+
 impl FunctionsHost {
     /// Reads the app, starts the webhook listener and the handler, and waits
     /// for the handler to be ready (§5).
     pub async fn start(opts: HostOptions) -> Result<FunctionsHost> {
         let app_root = std::path::absolute(&opts.app_root).context("app_root")?;
         let config = config::load(&app_root, &opts.env).context("reading the function app")?;
+        let timers = timer::load(&config, &opts.env)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let spec = LaunchSpec {
             program: resolve_program(&app_root, &opts.handler_bin, &config),
             args: config.arguments.clone(),
             cwd: config.working_dir.clone(),
             app_root,
-            env: opts.env.clone(),
+            env: with_storage_setting(&opts.env, addr),
         };
         let shared = Arc::new(Shared {
             config,
@@ -119,10 +156,12 @@ impl FunctionsHost {
             logs: Arc::new(LogSink::new(opts.echo_logs)),
             invocations: Mutex::new(Vec::new()),
             queues: Mutex::new(Store::default()),
+            timers,
+            function_key: http_trigger::new_key(),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let app = eventgrid::router(shared.clone());
+        let app = eventgrid::router(shared.clone())
+            .merge(storage::router(shared.clone()))
+            .merge(http_trigger::router(shared.clone()));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -182,6 +221,69 @@ impl FunctionsHost {
         Ok((resp.status().as_u16(), resp.text().await?))
     }
 
+    /// Fires a timerTrigger function now, as the host does when its schedule
+    /// comes due: `Data.<binding>` is the `TimerInfo` object (`ScheduleStatus`
+    /// as recorded after the previous firing, or at host start; `IsPastDue`
+    /// false), `Metadata` only `sys`. Queue outputs are routed like for every
+    /// trigger. Errors only for an unknown or non-timer function; a failed
+    /// invocation comes back with `ok == false`.
+    pub async fn fire_timer(&self, function: &str) -> Result<Invocation> {
+        timer::fire(&self.shared, function).await
+    }
+
+    /// The timerTrigger's schedule after `%NAME%` expansion, or `None` when
+    /// the function does not exist or is not timer-triggered.
+    pub fn timer_schedule(&self, function: &str) -> Option<String> {
+        let def = self.shared.timers.defs.get(function)?;
+        Some(def.expression.clone())
+    }
+
+    /// The key that `function`/`admin` httpTrigger functions require, as
+    /// `?code=<key>` or `x-functions-key: <key>` (fixed for this host).
+    pub fn function_key(&self) -> String {
+        self.shared.function_key.clone()
+    }
+
+    /// GETs `path_and_query` on the host listener with the function key in
+    /// `x-functions-key`. A path not starting with `/api` gets `/api/`
+    /// prepended (`"status?x=1"` → `/api/status?x=1`). Returns the status,
+    /// the headers (lower-case names, in order) and the body as text.
+    pub async fn http_get(
+        &self,
+        path_and_query: &str,
+    ) -> Result<(u16, Vec<(String, String)>, String)> {
+        let lower = path_and_query.to_ascii_lowercase();
+        let path = if lower == "/api" || lower.starts_with("/api/") || lower.starts_with("/api?") {
+            path_and_query.to_owned()
+        } else {
+            format!("/api/{}", path_and_query.trim_start_matches('/'))
+        };
+        let resp = self
+            .shared
+            .client
+            .get(format!("{}{path}", self.webhook_base()))
+            .header("x-functions-key", self.function_key())
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_owned(), value)
+            })
+            .collect();
+        Ok((status, headers, resp.text().await?))
+    }
+
+    /// `http://127.0.0.1:PORT/devstoreaccount1`: the queue service the
+    /// simulator's queues answer Peek Messages on (bearer token and
+    /// `x-ms-version` required), for `AzureWebJobsStorage__queueServiceUri`.
+    pub fn queue_service_uri(&self) -> String {
+        format!("{}/{}", self.webhook_base(), storage::ACCOUNT)
+    }
+
     /// A raw custom-handler invocation; its Outputs are NOT routed.
     pub async fn invoke(&self, function: &str, data: Value, metadata: Value) -> Result<Invocation> {
         Ok(invoke::call(&self.shared, function, data, metadata)
@@ -221,18 +323,37 @@ impl FunctionsHost {
     pub fn queue_messages(&self, queue: &str) -> Vec<QueueMessage> {
         let base64 = self.shared.config.queues.base64;
         let stored = self.shared.queues.lock().expect("queue lock").list(queue);
-        stored
-            .into_iter()
-            .map(|m| QueueMessage {
-                text: match base64.then(|| outputs::dotnet_base64(&m.wire)).flatten() {
-                    Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                    None => m.wire.clone(),
-                },
-                id: m.id,
-                dequeue_count: m.dequeue_count,
-                insertion_time: clock::iso_offset(m.inserted),
-            })
-            .collect()
+        stored.into_iter().map(|m| as_message(m, base64)).collect()
+    }
+
+    /// Removes every message from a queue and returns them (text decoded as
+    /// in [`FunctionsHost::queue_messages`]). With
+    /// [`FunctionsHost::invoke_queue`] a test can play the storage account
+    /// that several host instances share.
+    pub fn take_queue_messages(&self, queue: &str) -> Vec<QueueMessage> {
+        let base64 = self.shared.config.queues.base64;
+        let stored = self
+            .shared
+            .queues
+            .lock()
+            .expect("queue lock")
+            .take_all(queue);
+        stored.into_iter().map(|m| as_message(m, base64)).collect()
+    }
+
+    /// Invokes the queue-triggered `function` once with message `text` and
+    /// this dequeue count, exactly as the queue listener does, and routes its
+    /// outputs when it succeeds. Deleting, retrying or poisoning the message
+    /// is left to the caller.
+    pub async fn invoke_queue(
+        &self,
+        function: &str,
+        text: &str,
+        dequeue_count: u32,
+    ) -> Result<Invocation> {
+        queue_runner::invoke_message(&self.shared, function, text, dequeue_count)
+            .await
+            .with_context(|| format!("no queue-triggered function {function}"))
     }
 
     /// Messages on `<queue>-poison`.

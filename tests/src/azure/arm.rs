@@ -21,7 +21,8 @@ impl FakeAzure {
 
     /// The body `GET` on this server id would answer now, or `None`.
     pub fn server(&self, id: &str) -> Option<Value> {
-        let state = lock(&self.shared);
+        let mut state = lock(&self.shared);
+        operation::settle(&mut state);
         let server = state.servers.get(&id.to_ascii_lowercase())?;
         Some(server.body(&state.keys))
     }

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 /// case-insensitively) and its path plus query (`/keys/k?api-version=7.5`)
 /// contains `path_contains`, compared case-insensitively. The first `times`
 /// matching requests get this answer; then the fault is used up. A `status`
-/// of [`Fault::RESET`] drops the connection without answering.
+/// of [`Fault::RESET`] drops the connection without answering; one of
+/// [`Fault::LOST_ANSWER`] lets the service act and then drops the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     /// HTTP method to match, or any.
@@ -50,6 +51,12 @@ impl Fault {
     /// answering (the client sees the connection closed mid-request).
     pub const RESET: u16 = 0;
 
+    /// The `status` value that makes the fake serve the request as usual (a
+    /// PATCH starts its update) and then drop the connection instead of
+    /// sending the answer, after `delay` when set: the client cannot tell
+    /// whether the write happened.
+    pub const LOST_ANSWER: u16 = 1;
+
     /// Answer `status` with an `{"error":{..}}` body once to requests with
     /// this method (`None` for any) whose path contains `path_contains`.
     pub fn status(method: Option<&str>, path_contains: &str, status: u16) -> Fault {
@@ -74,6 +81,11 @@ impl Fault {
     /// Drop the connection once for matching requests.
     pub fn reset(method: Option<&str>, path_contains: &str) -> Fault {
         Fault::status(method, path_contains, Fault::RESET).without_body()
+    }
+
+    /// Serve matching requests as usual but drop the answer once.
+    pub fn lost_answer(method: Option<&str>, path_contains: &str) -> Fault {
+        Fault::status(method, path_contains, Fault::LOST_ANSWER).without_body()
     }
 
     /// The same fault for the first `times` matching requests.

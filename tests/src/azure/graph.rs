@@ -1,9 +1,11 @@
 //! Azure Resource Graph (`POST /providers/Microsoft.ResourceGraph/resources`).
 //!
-//! The fake cannot run KQL. It understands the one query contract the
-//! handler uses: servers whose primary or geo-backup key URI names a given
-//! vault and key (`pkVault == '<vault>' and pkName == '<key>'`), optionally
-//! narrowed by `tags['<name>'] =~ '<value>'`, ordered by id, in pages.
+//! The fake cannot run KQL. It understands the query contracts the handler
+//! uses: servers whose primary or geo-backup key URI names a given vault and
+//! key (`pkVault == '<vault>' and pkName == '<key>'`), or, without that
+//! clause, every server whose `dataEncryption.type` is `AzureKeyVault`;
+//! either optionally narrowed by `tags['<name>'] =~ '<value>'`, ordered by
+//! id, in pages.
 
 use std::sync::LazyLock;
 
@@ -52,8 +54,8 @@ pub(crate) struct GraphRow {
 
 /// What the query asks for.
 struct Filter {
-    vault: String,
-    key: String,
+    /// `(vault, key)` from the key clause; `None` means every CMK server.
+    key: Option<(String, String)>,
     tags: Vec<(String, String)>,
 }
 
@@ -87,11 +89,8 @@ fn query(state: &State, req: &Req) -> Reply {
             "No subscriptions were given.",
         );
     }
-    let Some(filter) = body["query"].as_str().and_then(Filter::parse) else {
-        return graph_error(
-            "InvalidQuery",
-            "standin Resource Graph cannot interpret this query.",
-        );
+    let Some(filter) = body["query"].as_str().map(Filter::parse) else {
+        return graph_error("InvalidQuery", "The query is missing or not a string.");
     };
     let rows: Vec<Value> = rows(state)
         .into_iter()
@@ -148,17 +147,15 @@ fn row(server: &Server) -> GraphRow {
 }
 
 impl Filter {
-    fn parse(query: &str) -> Option<Filter> {
-        let keys = KEY_FILTER.captures(query)?;
+    fn parse(query: &str) -> Filter {
+        let key = KEY_FILTER
+            .captures(query)
+            .map(|keys| (normalize_vault(&keys[1]), keys[2].to_ascii_lowercase()));
         let tags = TAG_FILTER
             .captures_iter(query)
             .map(|c| (c[1].to_owned(), c[2].to_owned()))
             .collect();
-        Some(Filter {
-            vault: normalize_vault(&keys[1]),
-            key: keys[2].to_ascii_lowercase(),
-            tags,
-        })
+        Filter { key, tags }
     }
 
     fn matches(&self, row: &Value, subscriptions: &[String]) -> bool {
@@ -167,8 +164,11 @@ impl Filter {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let names_key = |uri: &Value| {
+            let Some((vault, key)) = &self.key else {
+                return true;
+            };
             let key_ref = uri.as_str().and_then(parse_key_uri);
-            key_ref.is_some_and(|k| k.vault == self.vault && k.name == self.key)
+            key_ref.is_some_and(|k| &k.vault == vault && &k.name == key)
         };
         let tags_ok = self
             .tags
@@ -243,4 +243,94 @@ fn graph_error(code: &str, message: &str) -> Reply {
         }
     });
     Reply::json(400, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::azure::ARM_TOKEN;
+    use crate::azure::spec::ServerSpec;
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000000";
+
+    fn state_with(servers: Vec<ServerSpec>) -> State {
+        let mut state = State::new(0);
+        for spec in servers {
+            let id = spec.id().to_ascii_lowercase();
+            state.servers.insert(id, Server::new(spec));
+        }
+        state
+    }
+
+    fn ask(state: &State, query: &str) -> Reply {
+        let body = json!({ "subscriptions": [SUB], "query": query });
+        let req = Req {
+            method: "POST".into(),
+            host: "127.0.0.1".into(),
+            path: "/providers/Microsoft.ResourceGraph/resources".into(),
+            query: "api-version=2024-04-01".into(),
+            headers: vec![
+                ("authorization".into(), format!("Bearer {ARM_TOKEN}")),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: Some(body),
+            body_is_json: true,
+        };
+        handle(state, &req)
+    }
+
+    fn names(reply: &Reply) -> Vec<String> {
+        let data = reply.body.as_ref().expect("body")["data"].clone();
+        data.as_array()
+            .expect("data")
+            .iter()
+            .map(|row| row["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn without_a_key_clause_every_cmk_server_is_listed() {
+        let uri = "https://Contoso-KV.vault.azure.net/keys/PG-CMK/0123456789abcdef";
+        let other = "https://other-kv.vault.azure.net/keys/other/fedcba9876543210";
+        let plain = |name: &str| ServerSpec {
+            name: name.into(),
+            ..Default::default()
+        };
+        let state = state_with(vec![
+            plain("pg-b")
+                .with_primary_key(uri)
+                .with_tag("Rotate", "AUTO"),
+            plain("pg-a").with_primary_key(other),
+            plain("pg-system"),
+            plain("pg-c").with_primary_key(uri).with_geo_key(other),
+        ]);
+        let all = "resources\n| where type in~ ('microsoft.dbforpostgresql/flexibleservers')\n\
+                   | where tostring(properties.dataEncryption.type) =~ 'AzureKeyVault'\n\
+                   | project id, name, type, subscriptionId, resourceGroup, location, tags, state, pk, gk\n\
+                   | order by id asc";
+        let reply = ask(&state, all);
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(names(&reply), ["pg-a", "pg-b", "pg-c"]);
+        let body = reply.body.as_ref().expect("body");
+        assert_eq!(body["totalRecords"], 3);
+        let row = &body["data"][1];
+        assert_eq!(row["pk"], uri.to_ascii_lowercase());
+        assert_eq!(row["gk"], "");
+        assert_eq!(row["type"], "microsoft.dbforpostgresql/flexibleservers");
+        assert_eq!(row["subscriptionId"], SUB);
+        assert_eq!(row["resourceGroup"], "rg-contoso-data");
+        assert_eq!(row["location"], "westeurope");
+        assert_eq!(row["state"], "Ready");
+        assert_eq!(row["tags"], json!({"Rotate": "AUTO"}));
+        assert_eq!(body["data"][2]["gk"], other.to_ascii_lowercase());
+
+        let tagged = all.replace("| project", "| where tags['rotate'] =~ 'auto'\n| project");
+        assert_eq!(names(&ask(&state, &tagged)), ["pg-b"]);
+
+        let keyed = all.replace(
+            "| project",
+            "| where (pkVault == 'https://contoso-kv.vault.azure.net' and pkName == 'pg-cmk')\n| project",
+        );
+        assert_eq!(names(&ask(&state, &keyed)), ["pg-b", "pg-c"]);
+    }
 }

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::http::{Reply, Req};
-use super::state::now_epoch;
+use super::state::{State, now_epoch};
 
 /// The token issued for `https://vault.azure.net`; fake Key Vault accepts
 /// only this one.
@@ -43,8 +43,43 @@ pub fn token_for_resource(resource: &str) -> String {
     }
 }
 
+/// How the identity endpoint writes when a token expires. Each form has been
+/// seen from a managed-identity endpoint; the documented 2019-08-01 answer
+/// is [`TokenExpiry::EpochString`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenExpiry {
+    /// `"expires_on": "1768035600"` (documented for 2019-08-01).
+    #[default]
+    EpochString,
+    /// `"expires_on": 1768035600`, a JSON number.
+    EpochNumber,
+    /// `"expires_on": "01/10/2026 09:00:00 +00:00"` (the 2017-09-01 form).
+    DateTimeOffset,
+    /// `"expires_on": "2026-01-10T09:00:00Z"`.
+    Rfc3339,
+    /// No `expires_on`, only `"expires_in": "3600"` (seconds from now).
+    ExpiresInOnly,
+}
+
+/// The expiry fields of a token valid for `lifetime` seconds.
+fn expiry_fields(form: TokenExpiry, lifetime: i64) -> Vec<(&'static str, serde_json::Value)> {
+    let at = now_epoch() + lifetime;
+    let date = super::state::rfc3339_of(at);
+    match form {
+        TokenExpiry::EpochString => vec![("expires_on", json!(at.to_string()))],
+        TokenExpiry::EpochNumber => vec![("expires_on", json!(at))],
+        TokenExpiry::DateTimeOffset => {
+            // `YYYY-MM-DDTHH:MM:SSZ` rearranged as `MM/DD/YYYY HH:MM:SS +00:00`.
+            let (y, m, d, t) = (&date[..4], &date[5..7], &date[8..10], &date[11..19]);
+            vec![("expires_on", json!(format!("{m}/{d}/{y} {t} +00:00")))]
+        }
+        TokenExpiry::Rfc3339 => vec![("expires_on", json!(date))],
+        TokenExpiry::ExpiresInOnly => vec![("expires_in", json!(lifetime.to_string()))],
+    }
+}
+
 /// `GET /msi/token?api-version=2019-08-01&resource=..[&client_id=..]`.
-pub(crate) fn handle(req: &Req) -> Reply {
+pub(crate) fn handle(state: &State, req: &Req) -> Reply {
     if req.method != "GET" {
         return token_error(405, "only GET is supported");
     }
@@ -60,16 +95,16 @@ pub(crate) fn handle(req: &Req) -> Reply {
     let client_id = req
         .param("client_id")
         .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned());
-    Reply::json(
-        200,
-        json!({
-            "access_token": token_for_resource(&resource),
-            "expires_on": (now_epoch() + 3600).to_string(),
-            "resource": resource,
-            "token_type": "Bearer",
-            "client_id": client_id,
-        }),
-    )
+    let mut body = json!({
+        "access_token": token_for_resource(&resource),
+        "resource": resource,
+        "token_type": "Bearer",
+        "client_id": client_id,
+    });
+    for (name, value) in expiry_fields(state.token_expiry, 3600) {
+        body[name] = value;
+    }
+    Reply::json(200, body)
 }
 
 fn token_error(status: u16, description: &str) -> Reply {

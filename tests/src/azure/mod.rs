@@ -30,13 +30,16 @@ mod vault;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use fault::Fault;
-pub use identity::{ARM_TOKEN, DEFAULT_CLIENT_ID, VAULT_TOKEN, token_for_resource};
+pub use identity::{ARM_TOKEN, DEFAULT_CLIENT_ID, TokenExpiry, VAULT_TOKEN, token_for_resource};
 pub use spec::{KeyVersionSpec, OpOutcome, Recorded, ServerBehaviour, ServerSpec};
 
 use state::{Shared, State, lock};
@@ -47,6 +50,7 @@ use state::{Shared, State, lock};
 pub struct FakeAzure {
     shared: Shared,
     port: u16,
+    connections: Arc<AtomicU64>,
     _task: Arc<ServerTask>,
 }
 
@@ -77,6 +81,11 @@ impl FakeAzure {
             .port();
         let shared: Shared = Arc::new(Mutex::new(State::new(port)));
         let app = router::router(shared.clone());
+        let connections = Arc::new(AtomicU64::new(0));
+        let counter = connections.clone();
+        let listener = listener.tap_io(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!(%error, "standin azure server stopped");
@@ -85,6 +94,7 @@ impl FakeAzure {
         FakeAzure {
             shared,
             port,
+            connections,
             _task: Arc::new(ServerTask(task)),
         }
     }
@@ -159,6 +169,37 @@ impl FakeAzure {
         self.requests().into_iter().filter(is_patch).collect()
     }
 
+    /// A mark for [`FakeAzure::requests_since`]: requests received from now
+    /// on come after it.
+    pub fn request_mark(&self) -> u64 {
+        lock(&self.shared).next_seq
+    }
+
+    /// The requests received since `mark` (see [`FakeAzure::request_mark`]),
+    /// in arrival order.
+    pub fn requests_since(&self, mark: u64) -> Vec<Recorded> {
+        let state = lock(&self.shared);
+        let first = state.records.partition_point(|(seq, _)| *seq < mark);
+        state.records[first..]
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// TCP connections accepted since the fake started, whatever was sent
+    /// on them (every Azure endpoint, and every vault host the handler
+    /// resolves here, shares this one listener).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Forgets keys, servers, operations, faults, recorded requests and
+    /// settings, as if the fake had just started; the port and the
+    /// connection count stay. Lets one fake serve many scenarios.
+    pub fn reset(&self) {
+        lock(&self.shared).reset();
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         lock(&self.shared).records.clear();
@@ -177,6 +218,26 @@ impl FakeAzure {
     /// Sets the `Retry-After` seconds sent with a 202 PATCH answer and while
     /// an operation is in progress (default 0).
     pub fn set_retry_after(&self, secs: u64) {
-        lock(&self.shared).retry_after = secs;
+        lock(&self.shared).retry_after = Some(secs);
+    }
+
+    /// Sends no `Retry-After` with 202 PATCH answers and running operations
+    /// (until [`FakeAzure::set_retry_after`] is called again).
+    pub fn omit_retry_after(&self) {
+        lock(&self.shared).retry_after = None;
+    }
+
+    /// Lets update operations end on their own once they have run `after`
+    /// (and at least their `op_duration`), whether or not anyone polls, as
+    /// the real service does; they then take effect at the next request the
+    /// fake receives or the next [`FakeAzure::server`] read. By default an
+    /// operation ends only when polled.
+    pub fn finish_operations_unpolled_after(&self, after: Duration) {
+        lock(&self.shared).unpolled_finish = Some(after);
+    }
+
+    /// Sets how the identity endpoint writes a token's expiry.
+    pub fn set_token_expiry(&self, form: TokenExpiry) {
+        lock(&self.shared).token_expiry = form;
     }
 }

@@ -67,8 +67,8 @@ pub(crate) fn start(state: &mut State, server_key: &str, body: Value) -> Reply {
             "Azure-AsyncOperation",
             op_url(state, &op, "azureAsyncOperation"),
         )
-        .with_header("Location", op_url(state, &op, "operationResults"))
-        .with_header("Retry-After", state.retry_after.to_string());
+        .with_header("Location", op_url(state, &op, "operationResults"));
+    let reply = with_retry_after(state, reply);
     state.ops.insert(id.to_ascii_lowercase(), op);
     reply
 }
@@ -81,7 +81,7 @@ pub(crate) fn status(state: &mut State, subscription: &str, op_id: &str) -> Repl
     let running = op.result.is_none();
     let reply = Reply::json(200, status_body(&op));
     if running {
-        reply.with_header("Retry-After", state.retry_after.to_string())
+        with_retry_after(state, reply)
     } else {
         reply
     }
@@ -94,9 +94,10 @@ pub(crate) fn result(state: &mut State, subscription: &str, op_id: &str) -> Repl
         return not_found(op_id);
     };
     match &op.result {
-        None => Reply::empty(202)
-            .with_header("Location", op_url(state, &op, "operationResults"))
-            .with_header("Retry-After", state.retry_after.to_string()),
+        None => with_retry_after(
+            state,
+            Reply::empty(202).with_header("Location", op_url(state, &op, "operationResults")),
+        ),
         Some(OpResult {
             error: Some((code, message)),
             ..
@@ -105,6 +106,35 @@ pub(crate) fn result(state: &mut State, subscription: &str, op_id: &str) -> Repl
             Some(server) => Reply::json(200, server.body(&state.keys)),
             None => Reply::error(404, "ResourceNotFound", "The server no longer exists."),
         },
+    }
+}
+
+/// The reply with the configured `Retry-After`, unless it is switched off.
+fn with_retry_after(state: &State, reply: Reply) -> Reply {
+    match state.retry_after {
+        Some(secs) => reply.with_header("Retry-After", secs.to_string()),
+        None => reply,
+    }
+}
+
+/// Ends every running operation that has run long enough to end on its own
+/// ([`State::unpolled_finish`]): the service does not wait for a client to
+/// poll, so an update whose client died still takes effect.
+pub(crate) fn settle(state: &mut State) {
+    let Some(after) = state.unpolled_finish else {
+        return;
+    };
+    let due: Vec<String> = state
+        .ops
+        .iter()
+        .filter(|(_, op)| {
+            let ran = op.started.elapsed();
+            op.result.is_none() && ran >= after && ran >= op.behaviour.op_duration
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in due {
+        finish(state, &key);
     }
 }
 

@@ -11,7 +11,7 @@ use super::fault::{Fault, take_fault};
 use super::http::{Reply, Req};
 use super::spec::Recorded;
 use super::state::{Shared, State, lock};
-use super::{arm, graph, identity, keyvault};
+use super::{arm, graph, identity, keyvault, operation};
 
 /// The axum app serving every fake service.
 pub(crate) fn router(shared: Shared) -> Router {
@@ -21,8 +21,12 @@ pub(crate) fn router(shared: Shared) -> Router {
 async fn handle(Extract(shared): Extract<Shared>, request: Request) -> Response {
     let req = Req::read(request).await;
     let (seq, fault) = arrive(&shared, &req);
-    if let Some(fault) = fault {
-        return answer_fault(&shared, seq, fault).await;
+    match fault {
+        Some(f) if f.status == Fault::LOST_ANSWER => {
+            return lose_answer(&shared, seq, &req, f).await;
+        }
+        Some(f) => return answer_fault(&shared, seq, f).await,
+        None => {}
     }
     let reply = {
         let mut state = lock(&shared);
@@ -54,11 +58,12 @@ fn arrive(shared: &Shared, req: &Req) -> (u64, Option<Fault>) {
 }
 
 fn dispatch(state: &mut State, req: &Req) -> Reply {
+    operation::settle(state);
     let path = req.path.to_ascii_lowercase();
     if is_vault_host(&req.host_name()) {
         keyvault::handle(state, req)
     } else if path == "/msi/token" {
-        identity::handle(req)
+        identity::handle(state, req)
     } else if path == "/providers/microsoft.resourcegraph/resources" {
         graph::handle(state, req)
     } else if path.starts_with("/subscriptions/") {
@@ -92,6 +97,20 @@ async fn answer_fault(shared: &Shared, seq: u64, fault: Fault) -> Response {
         return reset_connection();
     }
     reply.into_response()
+}
+
+/// Serves the request as usual (the service acts on it), then drops the
+/// connection instead of answering, after the fault's delay if it has one.
+async fn lose_answer(shared: &Shared, seq: u64, req: &Req, fault: Fault) -> Response {
+    {
+        let mut state = lock(shared);
+        let reply = dispatch(&mut state, req);
+        finish_record(&mut state, seq, reply.status);
+    }
+    if let Some(delay) = fault.delay {
+        tokio::time::sleep(delay).await;
+    }
+    reset_connection()
 }
 
 /// Drops the connection without answering. Unwinding out of the handler

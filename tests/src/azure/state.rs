@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::fault::Fault;
 use super::graph::GraphRow;
+use super::identity::TokenExpiry;
 use super::operation::Operation;
 use super::server::Server;
 use super::spec::Recorded;
@@ -32,8 +33,13 @@ pub(crate) struct State {
     pub records: Vec<(u64, Recorded)>,
     /// The sequence number of the next request.
     pub next_seq: u64,
-    /// `Retry-After` seconds on 202 answers.
-    pub retry_after: u64,
+    /// `Retry-After` seconds on 202 answers; `None` sends no header.
+    pub retry_after: Option<u64>,
+    /// Operations end on their own once they have run this long (and at
+    /// least their `op_duration`), polled or not; `None`: only when polled.
+    pub unpolled_finish: Option<std::time::Duration>,
+    /// How the identity endpoint writes a token's expiry.
+    pub token_expiry: TokenExpiry,
     /// Resource Graph rows frozen at some point, when lag is simulated.
     pub graph_frozen: Option<Vec<GraphRow>>,
     rng: u64,
@@ -53,7 +59,9 @@ impl State {
             faults: Vec::new(),
             records: Vec::new(),
             next_seq: 0,
-            retry_after: 0,
+            retry_after: Some(0),
+            unpolled_finish: None,
+            token_expiry: TokenExpiry::default(),
             graph_frozen: None,
             rng: seed | 1,
         }
@@ -95,6 +103,16 @@ impl State {
         )
     }
 
+    /// Forgets keys, servers, operations, faults, recorded requests and
+    /// settings, as if the fake had just started (the port stays).
+    pub fn reset(&mut self) {
+        let port = self.port;
+        let (next_seq, rng) = (self.next_seq, self.rng);
+        *self = State::new(port);
+        self.next_seq = next_seq;
+        self.rng = rng;
+    }
+
     /// The server with this resource id (any case).
     pub fn server_mut(&mut self, id: &str) -> Option<&mut Server> {
         self.servers.get_mut(&id.to_ascii_lowercase())
@@ -127,6 +145,15 @@ pub(crate) fn now_rfc3339() -> String {
     let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
     let millis = now.subsec_millis();
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
+}
+
+/// Epoch seconds as RFC 3339 in UTC without fractions,
+/// e.g. `2026-01-10T08:00:00Z`.
+pub(crate) fn rfc3339_of(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 /// Converts days since 1970-01-01 to a (year, month, day) date in the

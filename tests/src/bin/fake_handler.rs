@@ -1,8 +1,12 @@
 //! A tiny custom handler used only by the Functions host simulator's own
 //! tests. Each invocation's behaviour comes from a `fake` instruction in the
-//! trigger payload: `event.data.fake` for Event Grid, or `fake` inside the
-//! (double-encoded) queue message JSON. Instruction fields: `mode`
+//! trigger payload: `event.data.fake` for Event Grid, `fake` inside the
+//! (double-encoded) queue message JSON, or for an HTTP request `fake` inside
+//! the JSON `Body` or the `fake` query value (JSON text). When the payload
+//! has none (a timer, a GET), the env var `FAKE_FN_<FunctionName>` holds the
+//! instruction as JSON; else it is `{"mode":"ok"}`. Instruction fields: `mode`
 //! (`ok`, `fail`, `text`, `empty`, `fail_until`, `sleep`), `outputs`, `logs`,
+//! `return` (the ReturnValue, else `{"seen": <request and headers>}`),
 //! `until` (the DequeueCount from which `fail_until` succeeds and `sleep`
 //! no longer sleeps), `ms` (sleep length).
 //!
@@ -21,8 +25,19 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-/// The `fake` instruction from the first Data entry.
-fn instruction(data: &Value) -> Value {
+/// The `fake` instruction of an HTTP request object: JSON `Body`, then the
+/// `fake` query value.
+fn http_instruction(req: &serde_json::Map<String, Value>) -> Option<Value> {
+    let body = req.get("Body").and_then(Value::as_str);
+    let from_body = body
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .and_then(|b| b.get("fake").cloned());
+    let query = req.get("Query").and_then(|q| q.get("fake"));
+    from_body.or_else(|| serde_json::from_str(query?.as_str()?).ok())
+}
+
+/// The `fake` instruction from the first Data entry, else `FAKE_FN_<function>`.
+fn instruction(data: &Value, function: &str) -> Value {
     let first = data
         .as_object()
         .and_then(|d| d.values().next())
@@ -33,12 +48,21 @@ fn instruction(data: &Value) -> Value {
             let text = serde_json::from_str::<String>(&s).unwrap_or(s);
             serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)
         }
+        Value::Object(req) if req.contains_key("Url") && req.contains_key("Method") => {
+            json!({ "fake": http_instruction(&req) })
+        }
         Value::Object(event) => event.get("data").cloned().unwrap_or(Value::Null),
         _ => Value::Null,
     };
+    let from_env = || {
+        let text = std::env::var(format!("FAKE_FN_{function}")).ok()?;
+        serde_json::from_str::<Value>(&text).ok()
+    };
     payload
         .get("fake")
+        .filter(|f| !f.is_null())
         .cloned()
+        .or_else(from_env)
         .unwrap_or_else(|| json!({"mode": "ok"}))
 }
 
@@ -59,7 +83,7 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 
 async fn invoke(Path(function): Path<String>, headers: HeaderMap, body: String) -> Response {
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let fake = instruction(&request["Data"]);
+    let fake = instruction(&request["Data"], &function);
     println!(
         "invoked {function} {}",
         header(&headers, "x-azure-functions-invocationid")
@@ -74,7 +98,7 @@ async fn invoke(Path(function): Path<String>, headers: HeaderMap, body: String) 
     let ok = json!({
         "Outputs": fake.get("outputs").cloned().unwrap_or(json!({})),
         "Logs": fake.get("logs").cloned().unwrap_or(json!([format!("{function} handled")])),
-        "ReturnValue": { "seen": seen },
+        "ReturnValue": fake.get("return").cloned().unwrap_or(json!({ "seen": seen })),
     });
     let dequeue: u64 = request["Metadata"]["DequeueCount"]
         .as_str()

@@ -19,6 +19,14 @@ pub(crate) struct Binding {
     pub queue_name: Option<String>,
     pub data_type: Option<String>,
     pub cardinality: Option<String>,
+    /// timerTrigger `schedule`, as written (`%NAME%` not yet expanded).
+    pub schedule: Option<String>,
+    /// httpTrigger `route` (default: the function name).
+    pub route: Option<String>,
+    /// httpTrigger `methods` (absent: every method).
+    pub methods: Option<Vec<String>>,
+    /// httpTrigger `authLevel` (absent: `function`).
+    pub auth_level: Option<String>,
 }
 
 impl Binding {
@@ -48,6 +56,13 @@ impl FunctionDef {
         self.bindings
             .iter()
             .find(|b| b.kind.to_ascii_lowercase().ends_with("trigger"))
+    }
+
+    /// The `http` output binding (possibly named `$return`).
+    pub fn http_output(&self) -> Option<&Binding> {
+        self.bindings
+            .iter()
+            .find(|b| b.is("http") && b.direction.eq_ignore_ascii_case("out"))
     }
 
     /// Output bindings of type `queue` (including a `$return` one).
@@ -167,6 +182,15 @@ fn parse_binding(raw: &Value, settings: &[(String, String)]) -> Option<Binding> 
         queue_name: get_str(obj, "queueName").map(|q| expand(&q, settings).to_ascii_lowercase()),
         data_type: get_str(obj, "dataType"),
         cardinality: get_str(obj, "cardinality"),
+        schedule: get_str(obj, "schedule"),
+        route: get_str(obj, "route"),
+        methods: get_ci(obj, "methods").and_then(Value::as_array).map(|m| {
+            m.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_ascii_uppercase)
+                .collect()
+        }),
+        auth_level: get_str(obj, "authLevel"),
     })
 }
 

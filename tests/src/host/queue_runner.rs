@@ -144,6 +144,39 @@ async fn process(shared: Arc<Shared>, t: Arc<Trigger>, msg: Stored) -> Processed
     Processed::Failed { poisoned: false }
 }
 
+/// One invocation of the queue-triggered `function` with message `text`, as
+/// the listener makes it (Data double-encoded, Metadata with this dequeue
+/// count), outputs routed on success; retries and poison are the caller's.
+/// `None` when no queue-triggered function has that name.
+pub(crate) async fn invoke_message(
+    shared: &Arc<Shared>,
+    function: &str,
+    text: &str,
+    dequeue_count: u32,
+) -> Option<super::Invocation> {
+    let t = triggers(shared)
+        .into_iter()
+        .find(|t| t.function == function)?;
+    let mut msg = Stored::detached(text.to_owned());
+    msg.dequeue_count = dequeue_count;
+    let mut data = Map::new();
+    data.insert(
+        t.binding.clone(),
+        Value::String(serde_json::to_string(text).expect("string")),
+    );
+    let outcome = invoke::call(
+        shared,
+        &t.function,
+        Value::Object(data),
+        metadata(&msg, &t.function),
+    )
+    .await;
+    if let (Some(resp), Some(def)) = (&outcome.response, shared.config.functions.get(function)) {
+        route(shared, def, resp);
+    }
+    Some(outcome.invocation)
+}
+
 fn count(stats: &mut QueueStats, p: Processed) {
     match p {
         Processed::Succeeded => {

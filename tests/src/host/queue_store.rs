@@ -27,6 +27,22 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
+    /// A message that sits in no queue (for one-off invocations).
+    pub fn detached(wire: String) -> Stored {
+        let now = SystemTime::now();
+        Stored {
+            id: new_guid(),
+            wire,
+            dequeue_count: 0,
+            inserted: now,
+            expires: now + TTL,
+            pop_receipt: pop_receipt(),
+            visible_at: Instant::now(),
+            leased: false,
+            parked: false,
+        }
+    }
+
     /// When it becomes visible again, as wall-clock time.
     pub fn next_visible(&self) -> SystemTime {
         SystemTime::now() + self.visible_at.saturating_duration_since(Instant::now())
@@ -139,12 +155,39 @@ impl Store {
         }
     }
 
+    /// Removes every message of a queue and returns them, in order.
+    pub fn take_all(&mut self, queue: &str) -> Vec<Stored> {
+        self.queues
+            .remove(queue)
+            .map(|q| q.into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Every message of a queue, in order.
     pub fn list(&self, queue: &str) -> Vec<Stored> {
         self.queues
             .get(queue)
             .map(|q| q.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether the queue has been created (by a first message).
+    pub fn exists(&self, queue: &str) -> bool {
+        self.queues.contains_key(queue)
+    }
+
+    /// Up to `max` messages visible now, from the front, unchanged (Storage
+    /// Peek Messages: no dequeue count, pop receipt or visibility change).
+    pub fn peek(&self, queue: &str, max: usize) -> Vec<Stored> {
+        let now = Instant::now();
+        self.queues
+            .get(queue)
+            .into_iter()
+            .flatten()
+            .filter(|m| m.visible_at <= now && !m.parked)
+            .take(max)
+            .cloned()
+            .collect()
     }
 
     /// Whether a queue holds any message that is or will become visible.

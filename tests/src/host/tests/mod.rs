@@ -3,7 +3,10 @@
 //! binary's location and throw-away function apps.
 
 mod eventgrid;
+mod http;
 mod queues;
+mod storage;
+mod timer;
 mod worker;
 
 use std::path::{Path, PathBuf};
