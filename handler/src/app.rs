@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
     http::StatusCode,
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::json;
@@ -79,16 +79,27 @@ impl AppState {
 }
 
 /// The router: `GET /` for the host's readiness probe and one `POST` route
-/// per function (`/KeyEvent`, `/RotateServer`, `/Reconcile`, `/Status`). Bodies over `max_body_bytes` get 413 without being
+/// per function (`/KeyEvent`, `/RotateServer`, `/Reconcile`, `/Status`).
+/// Bodies over `max_body_bytes` are refused (413, logged) without being
 /// read whole.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
+    let route = |function: Function| {
+        post(
+            move |State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>| {
+                dispatch(state, function, body)
+            },
+        )
+    };
     Router::new()
         .route("/", get(|| async { Json(json!({ "status": "ready" })) }))
-        .route(&format!("/{EVENT_FUNCTION}"), post(event_route))
-        .route(&format!("/{SERVER_FUNCTION}"), post(server_route))
-        .route(&format!("/{RECONCILE_FUNCTION}"), post(reconcile_route))
-        .route(&format!("/{STATUS_FUNCTION}"), post(status_route))
+        .route(&format!("/{EVENT_FUNCTION}"), route(Function::Event))
+        .route(&format!("/{SERVER_FUNCTION}"), route(Function::Server))
+        .route(
+            &format!("/{RECONCILE_FUNCTION}"),
+            route(Function::Reconcile),
+        )
+        .route(&format!("/{STATUS_FUNCTION}"), route(Function::Status))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -99,32 +110,54 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn event_route(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
-    match Invocation::parse(&body) {
-        Ok(invocation) => plan::handle_event(&state, &invocation).await,
-        Err(e) => refuse_body(EVENT_FUNCTION, &e),
+/// The functions of `function-app/`.
+#[derive(Debug, Clone, Copy)]
+enum Function {
+    Event,
+    Server,
+    Reconcile,
+    Status,
+}
+
+impl Function {
+    fn name(self) -> &'static str {
+        match self {
+            Function::Event => EVENT_FUNCTION,
+            Function::Server => SERVER_FUNCTION,
+            Function::Reconcile => RECONCILE_FUNCTION,
+            Function::Status => STATUS_FUNCTION,
+        }
     }
 }
 
-async fn server_route(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
-    match Invocation::parse(&body) {
-        Ok(invocation) => rotate::handle_message(&state, &invocation).await,
-        Err(e) => refuse_body(SERVER_FUNCTION, &e),
-    }
-}
-
-async fn reconcile_route(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
-    match Invocation::parse(&body) {
-        Ok(invocation) => reconcile::handle_timer(&state, &invocation).await,
-        Err(e) => refuse_body(RECONCILE_FUNCTION, &e),
-    }
-}
-
-async fn status_route(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
-    match Invocation::parse(&body) {
-        Ok(invocation) => status::handle_request(&state, &invocation).await,
-        Err(e) => refuse_body(STATUS_FUNCTION, &e),
-    }
+async fn dispatch(
+    state: Arc<AppState>,
+    function: Function,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            // Over the size limit (or unreadable): the host fails the
+            // invocation, so the event is redelivered and finally
+            // dead-lettered where an operator can see it.
+            let status = rejection.status();
+            tracing::warn!(function = function.name(), %status, error = %rejection.body_text(), "invocation body refused");
+            let reply = json!({"Outputs": {}, "Logs": [format!("invocation body refused: {}", rejection.body_text())], "ReturnValue": null});
+            return (status, Json(reply)).into_response();
+        }
+    };
+    let invocation = match Invocation::parse(&body) {
+        Ok(i) => i,
+        Err(e) => return refuse_body(function.name(), &e).into_response(),
+    };
+    let reply = match function {
+        Function::Event => plan::handle_event(&state, &invocation).await,
+        Function::Server => rotate::handle_message(&state, &invocation).await,
+        Function::Reconcile => reconcile::handle_timer(&state, &invocation).await,
+        Function::Status => status::handle_request(&state, &invocation).await,
+    };
+    reply.into_response()
 }
 
 /// A body that is not an invocation can never succeed: acknowledged, logged.

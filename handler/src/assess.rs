@@ -37,6 +37,12 @@ pub enum Decision {
     KeyUnusable { target: KeyId, reason: Unusable },
     /// Already on the key's current version.
     UpToDate { target: KeyId },
+    /// On the current version, but Inaccessible or Disabled: the key's
+    /// access must be restored; no update can help.
+    UnhealthyOnCurrent { state: String, target: KeyId },
+    /// Key Vault does not know the version the server names (replica lag
+    /// or a wrong vault): which version is newer cannot be told.
+    UnknownVersion { slot: Slot, on: KeyId },
     /// On a version created after the one Key Vault calls current.
     NewerThanCurrent {
         slot: Slot,
@@ -75,6 +81,8 @@ pub struct Assessment {
     pub server_id: String,
     pub server: Option<FlexibleServer>,
     pub decision: Decision,
+    /// When the server was read.
+    pub read_at: std::time::Instant,
 }
 
 impl Assessment {
@@ -91,8 +99,10 @@ impl Assessment {
             Decision::Update { .. } => Disposition::Update,
             Decision::Busy { .. } => Disposition::Retry,
             Decision::KeyUnusable { reason, .. } if reason.retry_later() => Disposition::Retry,
+            Decision::UnknownVersion { .. } => Disposition::Retry,
             Decision::KeyUnusable { .. }
             | Decision::NewerThanCurrent { .. }
+            | Decision::UnhealthyOnCurrent { .. }
             | Decision::Untouchable { .. }
             | Decision::ConfigProblem { .. } => Disposition::Report,
             _ => Disposition::Nothing,
@@ -114,6 +124,13 @@ impl Assessment {
                 format!("{name} stays on its version: {target} cannot be used: {reason}")
             }
             Decision::UpToDate { target } => format!("{name} already uses {target}"),
+            Decision::UnhealthyOnCurrent { state, target } => format!(
+                "{name} is {state} while on the key's current version {target}; restore the key's access (enabled, not expired, role on the vault) and wait for Ready"
+            ),
+            Decision::UnknownVersion { slot, on } => format!(
+                "{name} {} is on {on}, which Key Vault does not know; not moved until it can tell which version is newer",
+                slot.uri_field()
+            ),
             Decision::NewerThanCurrent { slot, on, target } => format!(
                 "{name} {} is on {on}, newer than the key's current version {target}; not moved back",
                 slot.uri_field()
@@ -195,6 +212,7 @@ pub async fn assess(
     require_opt_in: Option<&crate::config::OptInTag>,
     budget: &Budget,
 ) -> Result<Assessment, AzureError> {
+    let read_at = std::time::Instant::now();
     let server = match arm.get_server(server_id, budget).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
@@ -202,6 +220,7 @@ pub async fn assess(
                 server_id: server_id.to_string(),
                 server: None,
                 decision: Decision::Gone,
+                read_at,
             });
         }
         Err(e) => return Err(e),
@@ -211,6 +230,7 @@ pub async fn assess(
         server_id: server_id.to_string(),
         server: Some(server),
         decision,
+        read_at,
     })
 }
 
@@ -258,6 +278,10 @@ async fn decide(
         .filter(|(_, k)| k.version != target.version)
         .collect();
     if stale.is_empty() {
+        let state = server.state.clone();
+        if classify_state(&state) == StateClass::Untouchable {
+            return Ok(Decision::UnhealthyOnCurrent { state, target });
+        }
         return Ok(Decision::UpToDate { target });
     }
     for (slot, on) in &stale {
@@ -272,7 +296,12 @@ async fn decide(
                 });
             }
             Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
+            Err(e) if e.is_not_found() => {
+                return Ok(Decision::UnknownVersion {
+                    slot: *slot,
+                    on: on.clone(),
+                });
+            }
             Err(e) => return Err(e),
         }
     }

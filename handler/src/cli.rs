@@ -263,11 +263,18 @@ async fn rotate(
             continue;
         };
         eprintln!("{}: updating, waiting for the operation…", a.name());
-        let outcome = apply(&arm, server, changes, &Budget::new(config.operation_budget)).await;
+        let outcome = apply(
+            &arm,
+            server,
+            changes,
+            a.read_at,
+            &Budget::new(config.operation_budget),
+        )
+        .await;
         let (ok, text) = match &outcome {
             Outcome::Rotated(m) => (true, m.clone()),
             Outcome::Skipped(m) => (true, m.clone()),
-            Outcome::Reported(m) | Outcome::Retry(m) => (false, m.clone()),
+            Outcome::Reported(m) | Outcome::Retry(m) | Outcome::Busy(m) => (false, m.clone()),
         };
         eprintln!("{}: {}", a.name(), if ok { "done" } else { "FAILED" });
         results.push((a.name().to_string(), ok, text));

@@ -20,6 +20,17 @@ pub enum CredentialKind {
     AzureCli,
 }
 
+impl CredentialKind {
+    /// The credential's name, as `CMK_CREDENTIAL` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CredentialKind::ManagedIdentity { .. } => "managed-identity",
+            CredentialKind::ClientSecret { .. } => "client-secret",
+            CredentialKind::AzureCli => "azure-cli",
+        }
+    }
+}
+
 /// A tag that opts a server in: only servers carrying it are rotated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptInTag {
@@ -65,6 +76,8 @@ pub struct Config {
     pub operation_budget: Duration,
     /// `CMK_DEFAULT_RETRY_AFTER_SECS`: poll pace when ARM sends no Retry-After.
     pub default_retry_after: Duration,
+    /// `CMK_BUSY_POLL_MS`: pace of looking again at a busy server.
+    pub busy_poll: Duration,
     /// `CMK_MIN_POLL_INTERVAL_MS`: floor under Retry-After between polls.
     pub min_poll_interval: Duration,
     /// `CMK_HTTP_TIMEOUT_SECS`: timeout of one outbound request.
@@ -118,6 +131,7 @@ pub const SETTINGS: &[(&str, Source)] = &[
     ("CMK_OPERATION_BUDGET_SECS", Source::App),
     ("CMK_DEFAULT_RETRY_AFTER_SECS", Source::App),
     ("CMK_MIN_POLL_INTERVAL_MS", Source::App),
+    ("CMK_BUSY_POLL_MS", Source::App),
     ("CMK_HTTP_TIMEOUT_SECS", Source::App),
     ("CMK_MAX_BODY_BYTES", Source::App),
     ("CMK_LOG_FORMAT", Source::App),
@@ -162,7 +176,7 @@ impl Config {
         };
         let arm_endpoint = endpoint("CMK_ARM_ENDPOINT", "https://management.azure.com")?;
 
-        Ok(Config {
+        let config = Config {
             port: parse_num(&get, "FUNCTIONS_CUSTOMHANDLER_PORT")?
                 .or(parse_num(&get, "FUNCTIONS_HTTPWORKER_PORT")?)
                 .unwrap_or(8080),
@@ -191,6 +205,9 @@ impl Config {
                 parse_num(&get, "CMK_MIN_POLL_INTERVAL_MS")?.unwrap_or(1000),
             ),
             http_timeout: secs(&get, "CMK_HTTP_TIMEOUT_SECS", 30)?,
+            busy_poll: Duration::from_millis(
+                parse_num(&get, "CMK_BUSY_POLL_MS")?.unwrap_or(30_000),
+            ),
             max_body_bytes: parse_num(&get, "CMK_MAX_BODY_BYTES")?.unwrap_or(1 << 20),
             json_logs: match get("CMK_LOG_FORMAT").as_deref() {
                 None | Some("text") => false,
@@ -208,7 +225,90 @@ impl Config {
             reconcile_schedule: get("CMK_RECONCILE_SCHEDULE")
                 .map(|v| check_schedule(&v))
                 .transpose()?,
-        })
+        };
+        config.check_ranges()?;
+        if let CredentialKind::ManagedIdentity {
+            client_id: Some(id),
+        } = &config.credential
+            && !is_guid(id)
+        {
+            return Err(err("AZURE_CLIENT_ID", format!("{id:?} is not a client id")));
+        }
+        Ok(config)
+    }
+
+    /// Values that parse but cannot work.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let within = |name: &'static str, value: Duration, low: Duration, high: Duration| {
+            if value < low || value > high {
+                return Err(err(
+                    name,
+                    format!("{value:?} is outside {low:?}..={high:?}"),
+                ));
+            }
+            Ok(())
+        };
+        let secs = Duration::from_secs;
+        // Event Grid waits 30 s for the host's answer.
+        within(
+            "CMK_EVENT_BUDGET_SECS",
+            self.event_budget,
+            secs(1),
+            secs(25),
+        )?;
+        // host.json functionTimeout is 30 min; leave room to report.
+        within(
+            "CMK_OPERATION_BUDGET_SECS",
+            self.operation_budget,
+            secs(1),
+            secs(1740),
+        )?;
+        within(
+            "CMK_HTTP_TIMEOUT_SECS",
+            self.http_timeout,
+            secs(1),
+            secs(120),
+        )?;
+        within(
+            "CMK_DEFAULT_RETRY_AFTER_SECS",
+            self.default_retry_after,
+            secs(1),
+            secs(600),
+        )?;
+        within(
+            "CMK_MIN_POLL_INTERVAL_MS",
+            self.min_poll_interval,
+            Duration::from_millis(10),
+            secs(600),
+        )?;
+        for (name, version) in [
+            ("CMK_POSTGRES_API_VERSION", &self.postgres_api_version),
+            ("CMK_KEYVAULT_API_VERSION", &self.keyvault_api_version),
+            ("CMK_RESOURCE_GRAPH_API_VERSION", &self.graph_api_version),
+        ] {
+            if !is_api_version(version) {
+                return Err(err(name, format!("{version:?} is not an api-version")));
+            }
+        }
+        if self.keyvault_connect.is_some() && !self.allow_http {
+            return Err(err(
+                "CMK_KEYVAULT_CONNECT_ADDRESS",
+                "is for the local stand-in only and needs CMK_ALLOW_HTTP=true",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(err("CMK_MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        Ok(())
+    }
+
+    /// Settings in the environment that look like ours but are not read:
+    /// a misspelt `CMK_OPT_IN_TAG` must not silently widen the scope.
+    pub fn unknown_settings(names: impl IntoIterator<Item = String>) -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|n| n.starts_with("CMK_") && !SETTINGS.iter().any(|(known, _)| known == n))
+            .collect()
     }
 
     /// The OAuth scope for Resource Manager and Resource Graph.
@@ -271,6 +371,24 @@ fn check_endpoint(
         ));
     }
     Ok(value.trim_end_matches('/').to_string())
+}
+
+/// `2025-08-01`, `2025-06-01-preview`, `7.5`.
+fn is_api_version(value: &str) -> bool {
+    let dated = value.len() >= 10
+        && value[..10].chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && (value.len() == 10 || &value[10..] == "-preview");
+    let numbered = value.split('.').count() == 2
+        && value
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    dated || numbered
 }
 
 /// Six NCRONTAB fields (`{second} {minute} {hour} {day} {month} {day-of-week}`).
@@ -351,10 +469,14 @@ fn parse_suffixes(value: Option<String>) -> Result<Vec<String>, ConfigError> {
             }
         })
         .collect();
+    // At least three labels (`.vault.azure.net`, `.vault.azure.cn`): a
+    // suffix like `.com` would let an event name any host.
     let valid = |s: &String| {
-        s[1..]
-            .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        let labels: Vec<&str> = s[1..].split('.').collect();
+        labels.len() >= 3
+            && labels
+                .iter()
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     };
     if suffixes.is_empty() || !suffixes.iter().all(valid) {
         return Err(err(
@@ -476,12 +598,12 @@ mod tests {
             ("CMK_SUBSCRIPTIONS", SUB),
             ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
             ("IDENTITY_HEADER", "h"),
-            ("AZURE_CLIENT_ID", "cid"),
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
         ])
         .unwrap();
         assert!(matches!(
             c.credential,
-            CredentialKind::ManagedIdentity { client_id: Some(ref id) } if id == "cid"
+            CredentialKind::ManagedIdentity { client_id: Some(ref id) } if id == "11111111-2222-3333-4444-555555555555"
         ));
     }
 
@@ -505,6 +627,21 @@ mod tests {
         let listed: std::collections::BTreeSet<String> =
             SETTINGS.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(asked.into_inner(), listed);
+    }
+
+    #[test]
+    fn misspelt_settings_are_found() {
+        let names = [
+            "CMK_OPTIN_TAG",
+            "CMK_OPT_IN_TAG",
+            "PATH",
+            "CMK_SUBSCRIPTIONS",
+        ]
+        .map(String::from);
+        assert_eq!(
+            Config::unknown_settings(names),
+            vec!["CMK_OPTIN_TAG".to_string()]
+        );
     }
 
     #[test]

@@ -23,6 +23,13 @@ use serde_json::Value;
 
 use crate::token::TokenSource;
 
+tokio::task_local! {
+    /// The `x-ms-correlation-request-id` sent with every call made for one
+    /// piece of work (one server's rotation), so that Azure's logs, an
+    /// operator and the tests can tie its reads to its write.
+    pub static CORRELATION_ID: String;
+}
+
 /// Attempts of one request, first try included.
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -86,6 +93,12 @@ const BUSY_CODES: &[&str] = &[
     "ServerIsNotReady",
     "Conflict",
 ];
+
+/// True for an error code with which Azure says another operation holds
+/// the resource.
+pub fn is_busy_code(code: &str) -> bool {
+    BUSY_CODES.iter().any(|b| b.eq_ignore_ascii_case(code))
+}
 
 impl AzureError {
     /// The HTTP status Azure answered, if it answered.
@@ -192,6 +205,9 @@ pub struct Request<'a> {
 pub struct Http {
     client: reqwest::Client,
     tokens: Arc<dyn TokenSource>,
+    /// Also bounds a token request: a hung identity endpoint must not hold
+    /// an invocation past Event Grid's 30 s or the queue's lease.
+    timeout: Duration,
 }
 
 impl Http {
@@ -213,7 +229,11 @@ impl Http {
             builder = builder.dns_resolver(Arc::new(FixedResolver(addr)));
         }
         let client = builder.build().map_err(|e| e.to_string())?;
-        Ok(Http { client, tokens })
+        Ok(Http {
+            client,
+            tokens,
+            timeout,
+        })
     }
 
     /// Sends a request with a bearer token, retrying what is safe to retry
@@ -228,7 +248,7 @@ impl Http {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.send_once(&request).await;
+            let outcome = self.send_once(&request, budget).await;
             let wait = match &outcome {
                 Ok(_) => return outcome,
                 Err(e) => retry_wait(e, idempotent, attempt),
@@ -244,13 +264,22 @@ impl Http {
         }
     }
 
-    async fn send_once(&self, request: &Request<'_>) -> Result<Response, AzureError> {
+    async fn send_once(
+        &self,
+        request: &Request<'_>,
+        budget: &Budget,
+    ) -> Result<Response, AzureError> {
         let service = request.service;
-        let token = self
-            .tokens
-            .token(request.scope)
-            .await
-            .map_err(|detail| AzureError::Token { service, detail })?;
+        let token = tokio::time::timeout(
+            self.timeout.min(budget.remaining()),
+            self.tokens.token(request.scope),
+        )
+        .await
+        .map_err(|_| AzureError::Token {
+            service,
+            detail: format!("no answer from the token endpoint in {:?}", self.timeout),
+        })?
+        .map_err(|detail| AzureError::Token { service, detail })?;
         let mut auth =
             HeaderValue::from_str(&format!("Bearer {}", token.secret())).map_err(|_| {
                 AzureError::Token {
@@ -260,10 +289,19 @@ impl Http {
             })?;
         auth.set_sensitive(true);
 
+        // No request outlives the work's budget (Event Grid waits 30 s).
+        let timeout = self
+            .timeout
+            .min(budget.remaining())
+            .max(Duration::from_millis(100));
         let mut builder = self
             .client
             .request(request.method.clone(), request.url.clone())
+            .timeout(timeout)
             .header(AUTHORIZATION, auth);
+        if let Ok(id) = CORRELATION_ID.try_with(Clone::clone) {
+            builder = builder.header("x-ms-correlation-request-id", id);
+        }
         for (name, value) in request.headers {
             builder = builder.header(*name, *value);
         }
@@ -337,7 +375,7 @@ fn status_error(
     headers: &HeaderMap,
     body: &[u8],
 ) -> AzureError {
-    let retry_after = parse_retry_after(headers);
+    let retry_after = parse_retry_after(headers).or_else(|| quota_resets_after(headers));
     if status == StatusCode::TOO_MANY_REQUESTS {
         return AzureError::Throttled {
             service,
@@ -380,6 +418,16 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         when.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// Resource Graph's per-user quota window, `x-ms-user-quota-resets-after`
+/// as `hh:mm:ss`: when a throttled answer carries no `Retry-After`, the quota
+/// is back after this long.
+fn quota_resets_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("x-ms-user-quota-resets-after")?.to_str().ok()?;
+    let mut parts = value.trim().split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    (parts.next().is_none() && m < 60 && s < 60).then(|| Duration::from_secs(h * 3600 + m * 60 + s))
 }
 
 fn transport_detail(e: &reqwest::Error) -> String {
@@ -428,6 +476,39 @@ mod tests {
         assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120));
         assert_eq!(parse_retry_after(&headers("soon")), None);
         assert_eq!(parse_retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn resource_graph_quota_reset_stands_in_for_a_missing_retry_after() {
+        let quota = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-ms-user-quota-resets-after",
+                HeaderValue::from_str(value).unwrap(),
+            );
+            h
+        };
+        assert_eq!(
+            quota_resets_after(&quota("00:00:05")),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            quota_resets_after(&quota("01:02:03")),
+            Some(Duration::from_secs(3723))
+        );
+        for bad in ["5", "00:61:00", "a:b:c", "00:00:05:00"] {
+            assert_eq!(quota_resets_after(&quota(bad)), None, "{bad}");
+        }
+        let error = status_error(
+            Service::ResourceGraph,
+            StatusCode::TOO_MANY_REQUESTS,
+            &quota("00:00:07"),
+            b"",
+        );
+        assert!(matches!(
+            error,
+            AzureError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(7)
+        ));
     }
 
     #[test]

@@ -12,6 +12,12 @@ use handler::{
     telemetry,
 };
 
+/// mimalloc for the static musl build (see handler/Cargo.toml); the glibc
+/// build keeps the system allocator.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,12 +26,15 @@ async fn main() -> ExitCode {
         "CMK_SUBSCRIPTIONS" if !subscriptions.is_empty() => Some(subscriptions.clone()),
         _ => std::env::var(name).ok(),
     });
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => {
-            // Logging is not set up yet; the host shows stderr as an error.
-            eprintln!("handler cannot start: {e}");
-            return ExitCode::from(cli::exit::USAGE);
+    let unknown =
+        Config::unknown_settings(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
+    let config = match (config, unknown.first()) {
+        (Ok(c), None) => c,
+        (Err(e), _) => return refuse_start(&e.to_string()),
+        (Ok(_), Some(name)) => {
+            return refuse_start(&format!(
+                "setting {name}: not a setting this handler reads (misspelt?)"
+            ));
         }
     };
 
@@ -39,8 +48,22 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Logging is not set up yet; the host shows stderr as an error.
+fn refuse_start(reason: &str) -> ExitCode {
+    eprintln!("handler cannot start: {reason}");
+    ExitCode::from(cli::exit::USAGE)
+}
+
 async fn serve(config: Config) -> ExitCode {
     telemetry::init(config.json_logs);
+    tracing::info!(
+        subscriptions = %config.subscriptions.join(","),
+        opt_in_tag = %config.opt_in_tag.as_ref().map_or("none".into(), |t| format!("{}={}", t.name, t.value)),
+        vault_suffixes = %config.keyvault_suffixes.join(","),
+        arm = %config.arm_endpoint,
+        credential = config.credential.name(),
+        "settings in effect"
+    );
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,

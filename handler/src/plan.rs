@@ -20,10 +20,13 @@ use crate::{
     http::{AzureError, Budget},
     key_id::KeyId,
     keyvault::KeyVaultClient,
-    policy::check_key,
+    policy::{Unusable, check_key},
     protocol::{Invocation, Reply},
     rotate::RotationMessage,
 };
+
+/// Event Grid's default event time-to-live: 24 h of redelivery.
+const EVENT_GRID_RETRY_SECS: i64 = 24 * 3600;
 
 /// Name of the trigger binding in `KeyEvent/function.json`.
 pub const EVENT_BINDING: &str = "event";
@@ -43,6 +46,17 @@ pub async fn handle_event(state: &AppState, invocation: &Invocation) -> Reply {
         Ok(e) => e,
         Err(e) => {
             let id = value.get("id").and_then(Value::as_str).unwrap_or("unknown");
+            // A validation or other non-key event has another data shape.
+            let event_type = ["eventType", "type"]
+                .iter()
+                .find_map(|f| value.get(*f)?.as_str());
+            if let Some(t) = event_type.filter(|t| !t.starts_with("Microsoft.KeyVault.Key")) {
+                return finish(
+                    Level::INFO,
+                    Reply::done(),
+                    format!("ignored {t}: not a key event"),
+                );
+            }
             return finish(
                 Level::WARN,
                 Reply::done(),
@@ -127,31 +141,25 @@ async fn plan_key(
         Err(e) => return Err(e),
     };
     let target = current.key_id()?;
-    if let Err(reason) = check_key(&current, now()) {
-        let message = format!("current version of {versionless} cannot be used: {reason}");
-        let reply = if reason.retry_later() {
-            Reply::retry()
-        } else {
-            Reply::done()
-        };
-        return Ok(finish(Level::WARN, reply, message));
-    }
+    let usable = check_key(&current, now());
     if key.version.is_some() && key.version != target.version {
         tracing::info!(current = %target, "event names another version; the key's current version is the target");
     }
 
-    let candidates = GraphClient::new(http, config)
-        .find_servers(key, &budget)
-        .await?;
-    let messages: Vec<Value> = candidates
-        .iter()
-        .filter(|c| subscription_of(&c.id).is_some_and(|s| config.subscriptions.contains(&s)))
-        .map(|c| RotationMessage::new(&c.id, &versionless, event_id).to_value())
-        .collect();
-
-    let n = messages.len();
-    let mut reply = Reply::done();
-    if kind != KeyEventKind::NewVersionCreated {
+    // Expiry notices name the servers even when nothing can be moved.
+    let expiry = kind != KeyEventKind::NewVersionCreated;
+    let candidates = if usable.is_ok() || expiry {
+        GraphClient::new(http, config)
+            .find_servers(key, &budget)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let mut reply = match &usable {
+        Err(reason) if reason.retry_later() => Reply::retry(),
+        _ => Reply::done(),
+    };
+    if expiry {
         reply = expiry_notice(
             reply,
             kind,
@@ -161,6 +169,22 @@ async fn plan_key(
             &candidates,
         );
     }
+    if let Err(reason) = usable {
+        let mut message = format!("current version of {versionless} cannot be used: {reason}");
+        if let Unusable::NotYetValid { nbf } = reason
+            && nbf - now() > EVENT_GRID_RETRY_SECS
+        {
+            message.push_str("; that is past Event Grid's 24 h of redelivery, so the Reconcile timer moves the servers once it is active");
+        }
+        return Ok(finish(Level::WARN, reply, message));
+    }
+
+    let messages: Vec<Value> = candidates
+        .iter()
+        .filter(|c| subscription_of(&c.id).is_some_and(|s| config.subscriptions.contains(&s)))
+        .map(|c| RotationMessage::new(&c.id, &versionless, event_id).to_value())
+        .collect();
+    let n = messages.len();
     let message = match kind {
         KeyEventKind::NewVersionCreated => format!("{n} server(s) queued for {target}"),
         _ => format!("{kind:?} for {key}: {n} server(s) queued to be brought to {target}"),

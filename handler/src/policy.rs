@@ -11,9 +11,9 @@ use crate::{config::OptInTag, key_id::KeyId, keyvault::KeyBundle};
 pub enum Unusable {
     #[error("version is disabled")]
     Disabled,
-    #[error("version is not active until {nbf} (epoch seconds)")]
+    #[error("version is not active until {}", show_time(*.nbf))]
     NotYetValid { nbf: i64 },
-    #[error("version expired at {exp} (epoch seconds)")]
+    #[error("version expired at {}", show_time(*.exp))]
     Expired { exp: i64 },
     #[error("key type {0} is not RSA or RSA-HSM")]
     KeyType(String),
@@ -21,6 +21,12 @@ pub enum Unusable {
     KeySize(u32),
     #[error("key does not allow {0}")]
     Operation(&'static str),
+}
+
+/// Epoch seconds as an HTTP date (`Sat, 10 Jan 2026 10:00:00 GMT`).
+pub fn show_time(epoch: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64);
+    httpdate::fmt_http_date(at)
 }
 
 impl Unusable {
@@ -119,6 +125,8 @@ pub struct FlexibleServer {
     pub state: String,
     pub tags: Map<String, Value>,
     pub data_encryption: Map<String, Value>,
+    /// `properties.backup.geoRedundantBackup` is `Enabled`.
+    pub geo_redundant_backup: bool,
 }
 
 impl FlexibleServer {
@@ -141,6 +149,9 @@ impl FlexibleServer {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
+            geo_redundant_backup: properties["backup"]["geoRedundantBackup"]
+                .as_str()
+                .is_some_and(|v| v.eq_ignore_ascii_case("Enabled")),
             data_encryption: properties
                 .get("dataEncryption")
                 .and_then(Value::as_object)
@@ -206,6 +217,9 @@ impl FlexibleServer {
             }
         }
         let geo_key = field(Slot::GeoBackup.uri_field());
+        if self.geo_redundant_backup && geo_key.is_none() {
+            return Some("geo-redundant backup is enabled but geoBackupKeyURI is missing".into());
+        }
         if geo_key.is_some() {
             let (primary, geo) = (
                 field("primaryUserAssignedIdentityId"),

@@ -9,6 +9,8 @@
 //! 500 when trying again later can help (busy server, throttling, an
 //! operation that failed or did not verify), so the queue delivers again.
 
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{Instrument, Level, info_span};
@@ -16,14 +18,18 @@ use tracing::{Instrument, Level, info_span};
 use crate::{
     app::AppState,
     arm::{ArmClient, OperationEnd, PatchAccepted, subscription_of},
-    assess::{Change, Decision, Disposition, KeyCache, assess},
-    http::{AzureError, Budget, Http},
+    assess::{Assessment, Change, Decision, Disposition, KeyCache, assess},
+    http::{AzureError, Budget, CORRELATION_ID, Http},
     key_id::KeyId,
     keyvault::KeyVaultClient,
     plan::finish,
     policy::{FlexibleServer, Slot, patch_body, verify},
     protocol::{Invocation, Reply},
 };
+
+/// A decision older than this is checked against a fresh read before the
+/// update is sent.
+const FRESH_READ_AFTER: Duration = Duration::from_secs(2);
 
 /// Name of the trigger binding in `RotateServer/function.json`.
 pub const MESSAGE_BINDING: &str = "message";
@@ -61,6 +67,9 @@ impl RotationMessage {
 /// What happened to one server.
 #[derive(Debug)]
 pub enum Outcome {
+    /// The server is busy; look again later (the loop in `rotate_server`
+    /// does, within the budget).
+    Busy(String),
     /// Updated and verified.
     Rotated(String),
     /// Nothing to do.
@@ -92,22 +101,49 @@ pub async fn handle_message(state: &AppState, invocation: &Invocation) -> Reply 
         .next()
         .unwrap_or_default()
         .to_string();
+    let correlation = correlation_id();
     let span = info_span!("server", server.name = %name, server.id = %message.server_id,
         event.id = %message.event_id, key.vault = %key.vault, key.name = %key.name,
-        key.version = tracing::field::Empty, dequeue_count = %dequeue_count);
+        key.version = tracing::field::Empty, dequeue_count = %dequeue_count,
+        correlation.id = %correlation);
     async {
         let outcome = match state.http() {
-            Ok(http) => rotate_server(state, http, &message.server_id, &key).await,
+            Ok(http) => {
+                let rotation = rotate_server(state, http, &message.server_id, &key);
+                CORRELATION_ID.scope(correlation, rotation).await
+            }
             Err(e) => Outcome::Retry(format!("no Azure client: {e}")),
         };
         match outcome {
             Outcome::Rotated(m) | Outcome::Skipped(m) => finish(Level::INFO, Reply::done(), m),
             Outcome::Reported(m) => finish(Level::ERROR, Reply::done(), m),
-            Outcome::Retry(m) => finish(Level::WARN, Reply::retry(), format!("will retry: {m}")),
+            Outcome::Retry(m) | Outcome::Busy(m) => {
+                finish(Level::WARN, Reply::retry(), format!("will retry: {m}"))
+            }
         }
     }
     .instrument(span)
     .await
+}
+
+/// A GUID-shaped id, unique per process and time, for
+/// `x-ms-correlation-request-id`.
+fn correlation_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = u64::from(std::process::id());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        nanos >> 32,
+        (nanos >> 16) & 0xffff,
+        nanos & 0xfff,
+        pid & 0xfff,
+        (n << 16 | (pid >> 12) & 0xffff) & 0xffff_ffff_ffff
+    )
 }
 
 /// Refuses messages that name a server outside the configured
@@ -143,20 +179,40 @@ async fn rotate_server(state: &AppState, http: &Http, server_id: &str, key: &Key
     let vault = KeyVaultClient::new(http, config);
     let cache = KeyCache::default();
 
-    let assessment = match assess(
-        &arm,
-        &vault,
-        &cache,
-        server_id,
-        key,
-        config.opt_in_tag.as_ref(),
-        &budget,
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => return failed("reading the server and the key", e),
-    };
+    loop {
+        let outcome = match assess(
+            &arm,
+            &vault,
+            &cache,
+            server_id,
+            key,
+            config.opt_in_tag.as_ref(),
+            &budget,
+        )
+        .await
+        {
+            Ok(assessment) => act(&arm, &assessment, &budget).await,
+            Err(e) => failed("reading the server and the key", e),
+        };
+        // A busy server (another operation, or this update held by another
+        // instance): look again at a calm pace within the budget instead of
+        // spending the message's deliveries in a few minutes.
+        match outcome {
+            Outcome::Busy(reason) if budget.allows(config.busy_poll) => {
+                tracing::info!(
+                    "{reason}; looking again in {} s",
+                    config.busy_poll.as_secs()
+                );
+                tokio::time::sleep(config.busy_poll).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Carries out one assessment: the update when one is due, else the
+/// outcome its decision calls for.
+async fn act(arm: &ArmClient<'_>, assessment: &Assessment, budget: &Budget) -> Outcome {
     let message = assessment.describe();
     match (
         assessment.disposition(),
@@ -164,8 +220,9 @@ async fn rotate_server(state: &AppState, http: &Http, server_id: &str, key: &Key
         &assessment.server,
     ) {
         (Disposition::Update, Decision::Update { changes }, Some(server)) => {
-            apply(&arm, server, changes, &budget).await
+            apply(arm, server, changes, assessment.read_at, budget).await
         }
+        (_, Decision::Busy { .. }, _) => Outcome::Busy(message),
         (Disposition::Report, ..) => Outcome::Reported(message),
         (Disposition::Retry, ..) => Outcome::Retry(message),
         _ => Outcome::Skipped(message),
@@ -178,6 +235,7 @@ pub async fn apply(
     arm: &ArmClient<'_>,
     server: &FlexibleServer,
     changes: &[Change],
+    read_at: Instant,
     budget: &Budget,
 ) -> Outcome {
     let targets: Vec<(Slot, KeyId)> = changes.iter().map(|c| (c.slot, c.to.clone())).collect();
@@ -186,7 +244,44 @@ pub async fn apply(
         .map(|c| c.from.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    update(arm, server, &targets, budget, &from).await
+
+    // A decision that took long (throttling waits on Key Vault, or an
+    // operator who took time to confirm) rests on an old read: another
+    // instance may have updated the server meanwhile, and a PATCH built from
+    // the first read could repeat that update or put back settings changed
+    // since. Read once more then; a quick decision writes on its own read.
+    if read_at.elapsed() < FRESH_READ_AFTER {
+        return update(arm, server, &targets, budget, &from).await;
+    }
+    let fresh = match arm.get_server(&server.id, budget).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => {
+            return Outcome::Skipped(format!("server {} no longer exists", server.id));
+        }
+        Err(e) => return failed("reading the server before the update", e),
+    };
+    if verify(&fresh, &targets).is_ok() {
+        return Outcome::Skipped(format!(
+            "{} already uses the key's current version (updated meanwhile)",
+            server.name
+        ));
+    }
+    if fresh.state != server.state || settings(&fresh) != settings(server) {
+        return Outcome::Retry(format!(
+            "{} changed while its update was being decided; the next delivery decides again",
+            server.name
+        ));
+    }
+    update(arm, &fresh, &targets, budget, &from).await
+}
+
+/// The `dataEncryption` settings, without the read-only key status fields.
+fn settings(server: &FlexibleServer) -> Vec<(&String, &Value)> {
+    server
+        .data_encryption
+        .iter()
+        .filter(|(name, _)| !name.ends_with("EncryptionKeyStatus"))
+        .collect()
 }
 
 async fn update(
@@ -219,10 +314,13 @@ async fn update(
                     code,
                     message,
                 }) => {
-                    return Outcome::Retry(format!(
-                        "update of {} ended {status}: {code} {message}",
-                        server.name
-                    ));
+                    let text =
+                        format!("update of {} ended {status}: {code} {message}", server.name);
+                    return if crate::http::is_busy_code(&code) {
+                        Outcome::Busy(text)
+                    } else {
+                        Outcome::Retry(text)
+                    };
                 }
                 Ok(OperationEnd::StillRunning) => {
                     return Outcome::Retry(format!(
@@ -230,7 +328,13 @@ async fn update(
                         server.name
                     ));
                 }
-                Err(e) => return failed("following the update", e),
+                // The update was accepted and its fate is unknown (an
+                // operation URL that answers 404, say): never drop the
+                // message here; the next delivery reads the server and
+                // decides from what it shows.
+                Err(e) => {
+                    return Outcome::Retry(format!("following the update of {}: {e}", server.name));
+                }
             }
         }
         Err(e) => return failed("sending the update", e),
@@ -250,7 +354,9 @@ async fn update(
 }
 
 fn failed(step: &str, e: AzureError) -> Outcome {
-    if e.is_retryable() {
+    if e.is_busy() {
+        Outcome::Busy(format!("{step}: {e}"))
+    } else if e.is_retryable() {
         Outcome::Retry(format!("{step}: {e}"))
     } else {
         Outcome::Reported(format!("{step}: {e}"))

@@ -171,6 +171,7 @@ async fn each_rotated_server_costs_one_get_one_patch_polls_and_one_get() {
         .filter(|r| !r.path.starts_with("/providers/"))
         .map(|r| (r.method.clone(), r.path.contains("azureAsyncOperation")))
         .collect();
+    // A quick decision writes on its own read (no second GET before the PATCH).
     let expected = [
         ("GET", false),
         ("PATCH", false),

@@ -142,6 +142,7 @@ pub fn handler_env(azure: &FakeAzure) -> Vec<(String, String)> {
         ("CMK_OPT_IN_TAG", format!("{}={}", TAG.0, TAG.1)),
         ("CMK_DEFAULT_RETRY_AFTER_SECS", "1".into()),
         ("CMK_MIN_POLL_INTERVAL_MS", "100".into()),
+        ("CMK_BUSY_POLL_MS", "200".into()),
         ("CMK_RECONCILE_SCHEDULE", "0 0 */6 * * *".into()),
         ("CMK_EVENT_BUDGET_SECS", "10".into()),
         ("CMK_OPERATION_BUDGET_SECS", "20".into()),

@@ -376,6 +376,17 @@ impl FunctionsHost {
         self.shared.logs.snapshot()
     }
 
+    /// How many lines [`FunctionsHost::logs`] holds now: a mark for
+    /// [`FunctionsHost::logs_since`].
+    pub fn log_count(&self) -> usize {
+        self.shared.logs.len()
+    }
+
+    /// The log lines from index `mark` on (see [`FunctionsHost::log_count`]).
+    pub fn logs_since(&self, mark: usize) -> Vec<String> {
+        self.shared.logs.lines_from(mark)
+    }
+
     /// SIGKILLs the handler, no SIGTERM, as the real host does (§5).
     pub async fn kill_handler(&self) {
         self.shared.worker.kill().await;

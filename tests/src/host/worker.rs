@@ -46,12 +46,18 @@ impl LogSink {
         self.lines.lock().expect("log lock").clone()
     }
 
+    /// The lines from index `from` on.
+    pub fn lines_from(&self, from: usize) -> Vec<String> {
+        let lines = self.lines.lock().expect("log lock");
+        lines.get(from..).unwrap_or_default().to_vec()
+    }
+
     fn since(&self, from: usize) -> String {
         let lines = self.lines.lock().expect("log lock");
         lines.get(from..).unwrap_or_default().join("\n")
     }
 
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.lines.lock().expect("log lock").len()
     }
 }
