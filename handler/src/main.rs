@@ -64,6 +64,11 @@ async fn serve(config: Config) -> ExitCode {
         credential = config.credential.name(),
         "settings in effect"
     );
+    if matches!(config.credential, handler::config::CredentialKind::AzureCli) {
+        tracing::warn!(
+            "serving with the Azure CLI credential: inside Functions give the app a managed identity (IDENTITY_ENDPOINT and IDENTITY_HEADER) or set CMK_CREDENTIAL"
+        );
+    }
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,

@@ -104,5 +104,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    // The Azure CLI's messages span lines; one log line per failure.
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
