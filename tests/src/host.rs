@@ -11,6 +11,7 @@
 //! refer to `functions-facts.md` unless they say `azure-facts`.
 
 mod clock;
+pub(crate) use clock::civil;
 mod config;
 mod eventgrid;
 mod http_trigger;

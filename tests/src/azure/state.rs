@@ -156,19 +156,10 @@ pub(crate) fn rfc3339_of(secs: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
-/// Converts days since 1970-01-01 to a (year, month, day) date in the
-/// proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// Days since 1970-01-01 as (year, month, day); the host simulator's
+/// calendar, shared.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    crate::host::civil(days)
 }
 
 #[cfg(test)]
