@@ -133,7 +133,7 @@ param resourceGraphApiVersion string = '2024-04-01'
 
 @description('CMK_EVENT_BUDGET_SECS: seconds the KeyEvent function may spend, waits included. Keep it under Event Grid\'s 30 s.')
 @minValue(5)
-@maxValue(28)
+@maxValue(25)
 param eventBudgetSecs int = 20
 
 @description('CMK_OPERATION_BUDGET_SECS: seconds one server update may take, polling included. Keep it under host.json functionTimeout (30 min).')

@@ -109,6 +109,19 @@ pub async fn run(command: Command, json: bool, state: &AppState) -> u8 {
         Ok(k) => k,
         Err(e) => return fail(exit::USAGE, &e),
     };
+    if let Command::Rotate {
+        server: Some(id), ..
+    } = &command
+    {
+        let in_scope = crate::arm::subscription_of(id)
+            .is_some_and(|s| state.config.subscriptions.contains(&s));
+        if !in_scope {
+            return fail(
+                exit::USAGE,
+                &format!("--server {id}: not a flexible server id in a configured subscription"),
+            );
+        }
+    }
     let result = match (command, key) {
         (Command::Plan { .. }, Some(key)) => plan(state, http, &key, None, json)
             .await
@@ -244,6 +257,14 @@ async fn rotate(
         .iter()
         .filter(|a| a.disposition() == Disposition::Update)
         .collect();
+    let named_missing = server.is_some()
+        && assessments
+            .iter()
+            .any(|a| matches!(a.decision, Decision::Gone | Decision::NotUsingKey));
+    if named_missing {
+        eprintln!("The named server does not exist or does not use this key.");
+        return Ok(exit::ATTENTION);
+    }
     if updates.is_empty() {
         if !json {
             println!("Nothing to update.");
@@ -278,6 +299,14 @@ async fn rotate(
         };
         eprintln!("{}: {}", a.name(), if ok { "done" } else { "FAILED" });
         results.push((a.name().to_string(), ok, text));
+    }
+    // The summary covers every server, not only the updated ones.
+    for a in assessments
+        .iter()
+        .filter(|a| a.disposition() != Disposition::Update)
+    {
+        let ok = a.disposition() == Disposition::Nothing;
+        results.push((a.name().to_string(), ok, a.describe()));
     }
     print_results(&results, json);
     let failed = results.iter().any(|(_, ok, _)| !ok);
@@ -319,7 +348,7 @@ fn print_results(results: &[(String, bool, String)], json: bool) {
     for (server, ok, text) in results {
         println!(
             "{server:<28} {:<8} {text}",
-            if *ok { "ok" } else { "FAILED" }
+            if *ok { "ok" } else { "attention" }
         );
     }
 }
@@ -369,10 +398,7 @@ async fn show_status(
             println!("poison queue: {} message(s)", poison.len());
         }
     }
-    let unsafe_rows = report
-        .rows
-        .iter()
-        .any(|r| r.drift || r.key_status.as_deref() == Some("Invalid"));
+    let unsafe_rows = report.rows.iter().any(|r| r.drift || r.is_unsafe());
     Ok(if unsafe_rows || !report.problems.is_empty() {
         exit::ATTENTION
     } else {

@@ -269,6 +269,13 @@ impl Config {
             secs(1),
             secs(120),
         )?;
+        // A busy server is read again at this pace: never a tight loop.
+        within(
+            "CMK_BUSY_POLL_MS",
+            self.busy_poll,
+            Duration::from_millis(100),
+            secs(600),
+        )?;
         within(
             "CMK_DEFAULT_RETRY_AFTER_SECS",
             self.default_retry_after,

@@ -62,6 +62,10 @@ async fn serve(config: Config) -> ExitCode {
         vault_suffixes = %config.keyvault_suffixes.join(","),
         arm = %config.arm_endpoint,
         credential = config.credential.name(),
+        event_budget_secs = config.event_budget.as_secs(),
+        operation_budget_secs = config.operation_budget.as_secs(),
+        busy_poll_ms = config.busy_poll.as_millis() as u64,
+        reconcile_schedule = config.reconcile_schedule.as_deref().unwrap_or("unset"),
         "settings in effect"
     );
     if matches!(config.credential, handler::config::CredentialKind::AzureCli) {

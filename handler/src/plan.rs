@@ -96,7 +96,7 @@ async fn plan_event(state: &AppState, event: KeyVaultEvent) -> Reply {
         );
     }
 
-    match plan_key(state, &key, kind, &event.id).await {
+    match plan_key(state, &key, kind, &event.id, event.data.exp).await {
         Ok(reply) => reply,
         Err(e) if e.is_retryable() => {
             finish(Level::WARN, Reply::retry(), format!("will retry: {e}"))
@@ -114,6 +114,7 @@ async fn plan_key(
     key: &KeyId,
     kind: KeyEventKind,
     event_id: &str,
+    event_exp: Option<f64>,
 ) -> Result<Reply, AzureError> {
     let config = &state.config;
     let http = state.http().map_err(|detail| AzureError::Token {
@@ -145,29 +146,21 @@ async fn plan_key(
     if key.version.is_some() && key.version != target.version {
         tracing::info!(current = %target, "event names another version; the key's current version is the target");
     }
-
-    // Expiry notices name the servers even when nothing can be moved.
-    let expiry = kind != KeyEventKind::NewVersionCreated;
-    let candidates = if usable.is_ok() || expiry {
-        GraphClient::new(http, config)
+    let newer_usable = usable.is_ok() && target.version != key.version;
+    if kind != KeyEventKind::NewVersionCreated && key.version.is_some() {
+        let candidates = GraphClient::new(http, config)
             .find_servers(key, &budget)
-            .await?
-    } else {
-        Vec::new()
-    };
-    let mut reply = match &usable {
-        Err(reason) if reason.retry_later() => Reply::retry(),
-        _ => Reply::done(),
-    };
-    if expiry {
-        reply = expiry_notice(
-            reply,
+            .await?;
+        return Ok(plan_expiry(
+            config,
             kind,
             key,
             &target,
-            current.attributes.exp,
+            event_exp,
+            newer_usable,
             &candidates,
-        );
+            event_id,
+        ));
     }
     if let Err(reason) = usable {
         let mut message = format!("current version of {versionless} cannot be used: {reason}");
@@ -176,66 +169,108 @@ async fn plan_key(
         {
             message.push_str("; that is past Event Grid's 24 h of redelivery, so the Reconcile timer moves the servers once it is active");
         }
+        let reply = if reason.retry_later() {
+            Reply::retry()
+        } else {
+            Reply::done()
+        };
         return Ok(finish(Level::WARN, reply, message));
     }
 
-    let messages: Vec<Value> = candidates
-        .iter()
-        .filter(|c| subscription_of(&c.id).is_some_and(|s| config.subscriptions.contains(&s)))
-        .map(|c| RotationMessage::new(&c.id, &versionless, event_id).to_value())
-        .collect();
+    let candidates = GraphClient::new(http, config)
+        .find_servers(key, &budget)
+        .await?;
+    let messages = queue_messages(config, candidates.iter(), &versionless, event_id);
     let n = messages.len();
-    let message = match kind {
-        KeyEventKind::NewVersionCreated => format!("{n} server(s) queued for {target}"),
-        _ => format!("{kind:?} for {key}: {n} server(s) queued to be brought to {target}"),
-    };
-    Ok(finish(Level::INFO, reply, message).output(QUEUE_OUTPUT, Value::Array(messages)))
+    let message = format!("{n} server(s) queued for {target}");
+    Ok(finish(Level::INFO, Reply::done(), message).output(QUEUE_OUTPUT, Value::Array(messages)))
 }
 
-/// For `KeyNearExpiry` and `KeyExpired`: names the servers still pinned to
-/// the version the event is about. The servers are queued all the same, so
-/// they move if a newer usable version exists.
-fn expiry_notice(
-    reply: Reply,
+fn queue_messages<'a>(
+    config: &crate::config::Config,
+    candidates: impl Iterator<Item = &'a Candidate>,
+    key: &KeyId,
+    event_id: &str,
+) -> Vec<Value> {
+    candidates
+        .filter(|c| subscription_of(&c.id).is_some_and(|s| config.subscriptions.contains(&s)))
+        .map(|c| RotationMessage::new(&c.id, key, event_id).to_value())
+        .collect()
+}
+
+/// `KeyNearExpiry` and `KeyExpired` concern one version: only servers pinned
+/// to it are named and queued (they move if a newer usable version exists).
+/// An unused version causes no work.
+#[allow(clippy::too_many_arguments)]
+fn plan_expiry(
+    config: &crate::config::Config,
     kind: KeyEventKind,
     key: &KeyId,
     target: &KeyId,
-    exp: Option<i64>,
+    event_exp: Option<f64>,
+    newer_usable: bool,
     candidates: &[Candidate],
+    event_id: &str,
 ) -> Reply {
-    let on_version: Vec<&str> = candidates
+    let on_version: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| {
             c.keys()
                 .iter()
-                .any(|(_, k)| k.same_key(key) && k.version.is_some() && k.version == key.version)
+                .any(|(_, k)| k.same_key(key) && k.version == key.version)
         })
-        .map(|c| c.name.as_str())
         .collect();
-    let names = if on_version.is_empty() {
-        "none".to_string()
+    if on_version.is_empty() {
+        return finish(
+            Level::DEBUG,
+            Reply::done(),
+            format!("{kind:?} for {key}: no server uses this version"),
+        );
+    }
+    let names = on_version
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let versionless = KeyId {
+        version: None,
+        ..key.clone()
+    };
+    let reply = if newer_usable {
+        let messages = queue_messages(config, on_version.iter().copied(), &versionless, event_id);
+        Reply::done().output(QUEUE_OUTPUT, Value::Array(messages))
     } else {
-        on_version.join(", ")
+        Reply::done()
+    };
+    let next = if newer_usable {
+        format!("queued to move to {target}")
+    } else {
+        "no newer usable version exists; create one (the handler never creates key versions)"
+            .to_string()
     };
     match kind {
         KeyEventKind::Expired => finish(
             Level::ERROR,
             reply,
-            format!("{key} has expired; servers still on it (they go Inaccessible): {names}"),
+            format!(
+                "{key} has expired; servers still on it (they go Inaccessible): {names}; {next}"
+            ),
         ),
-        _ if key.version == target.version => {
-            let days = exp.map_or("unknown".to_string(), |e| {
-                ((e - now()).max(0) / 86_400).to_string()
+        _ => {
+            let days = event_exp.map_or("unknown".to_string(), |e| {
+                ((e as i64 - now()).max(0) / 86_400).to_string()
             });
+            let level = if newer_usable {
+                Level::INFO
+            } else {
+                Level::WARN
+            };
             finish(
-                Level::WARN,
+                level,
                 reply,
-                format!(
-                    "{key} expires in {days} day(s) and no newer version exists; servers on it: {names}; create a new version"
-                ),
+                format!("{key} expires in {days} day(s); servers on it: {names}; {next}"),
             )
         }
-        _ => reply,
     }
 }
 

@@ -99,7 +99,7 @@ async fn sweep(state: &AppState, http: &Http) -> Result<(Vec<Value>, String), Az
         })
         .collect();
     let summary = format!(
-        "reconcile: {} server(s) in scope on {} pinned key(s); {} behind, queued",
+        "{} server(s) in scope on {} pinned key(s); {} behind and queued",
         in_scope.len(),
         keys.len(),
         behind.len()

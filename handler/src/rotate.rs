@@ -31,6 +31,11 @@ use crate::{
 /// update is sent.
 const FRESH_READ_AFTER: Duration = Duration::from_secs(2);
 
+/// PATCHes one delivery may send to a server that keeps answering "another
+/// operation in progress"; then the queue delivers the message again later
+/// (field case fc-10: no PATCH storm against a busy server).
+const MAX_WRITES_PER_DELIVERY: u32 = 2;
+
 /// Name of the trigger binding in `RotateServer/function.json`.
 pub const MESSAGE_BINDING: &str = "message";
 
@@ -179,6 +184,7 @@ async fn rotate_server(state: &AppState, http: &Http, server_id: &str, key: &Key
     let vault = KeyVaultClient::new(http, config);
     let cache = KeyCache::default();
 
+    let mut writes = 0;
     loop {
         let outcome = match assess(
             &arm,
@@ -191,17 +197,24 @@ async fn rotate_server(state: &AppState, http: &Http, server_id: &str, key: &Key
         )
         .await
         {
-            Ok(assessment) => act(&arm, &assessment, &budget).await,
+            Ok(assessment) => {
+                if matches!(assessment.decision, Decision::Update { .. }) {
+                    writes += 1;
+                }
+                act(&arm, &assessment, &budget).await
+            }
             Err(e) => failed("reading the server and the key", e),
         };
         // A busy server (another operation, or this update held by another
         // instance): look again at a calm pace within the budget instead of
         // spending the message's deliveries in a few minutes.
         match outcome {
-            Outcome::Busy(reason) if budget.allows(config.busy_poll) => {
+            Outcome::Busy(reason)
+                if writes < MAX_WRITES_PER_DELIVERY && budget.allows(config.busy_poll) =>
+            {
                 tracing::info!(
-                    "{reason}; looking again in {} s",
-                    config.busy_poll.as_secs()
+                    "{reason}; looking again in {} ms",
+                    config.busy_poll.as_millis()
                 );
                 tokio::time::sleep(config.busy_poll).await;
             }

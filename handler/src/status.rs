@@ -40,6 +40,9 @@ pub struct SlotRow {
     pub version: Option<String>,
     /// Days since that version (or, version-less, the current one) was created.
     pub version_age_days: Option<i64>,
+    /// Days until the version the server uses (or, version-less, the
+    /// current one) expires, when it has an expiry.
+    pub expires_in_days: Option<i64>,
     /// The key's current version in Key Vault.
     pub latest: Option<String>,
     /// Why the current version may not be used, if it may not.
@@ -68,9 +71,26 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
+/// Key Vault's near-expiry notice comes 30 days ahead; so does the report's.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
 impl Report {
     pub fn drifted(&self) -> usize {
         self.rows.iter().filter(|r| r.drift).count()
+    }
+}
+
+impl SlotRow {
+    /// Unsafe: invalid key status, an unusable current version, an
+    /// Inaccessible server, or a version expiring soon with nothing newer.
+    pub fn is_unsafe(&self) -> bool {
+        let expiring = self
+            .expires_in_days
+            .is_some_and(|d| d <= EXPIRY_WARNING_DAYS);
+        self.key_status.as_deref() == Some("Invalid")
+            || self.latest_problem.is_some()
+            || self.state.eq_ignore_ascii_case("Inaccessible")
+            || (expiring && !self.drift)
     }
 }
 
@@ -173,8 +193,13 @@ async fn rows_for(
             latest.clone()
         };
         let age = dated
+            .as_ref()
             .and_then(|b| b.attributes.created)
             .map(|c| (now() - c) / 86_400);
+        let expires_in_days = dated
+            .as_ref()
+            .and_then(|b| b.attributes.exp)
+            .map(|e| (e - now()).div_euclid(86_400));
         rows.push(SlotRow {
             server: server.name.clone(),
             server_id: server.id.clone(),
@@ -189,6 +214,7 @@ async fn rows_for(
             pinned: on.version.is_some(),
             version: on.version,
             version_age_days: age,
+            expires_in_days,
             latest: latest_version.clone(),
             latest_problem: latest_problem.clone(),
             key_status: server.key_status(slot),
@@ -236,9 +262,7 @@ pub async fn handle_request(state: &AppState, invocation: &Invocation) -> Reply 
 pub fn to_html(report: &Report) -> String {
     let mut rows = String::new();
     for r in &report.rows {
-        let unsafe_row = r.key_status.as_deref() == Some("Invalid")
-            || r.latest_problem.is_some()
-            || r.state.eq_ignore_ascii_case("Inaccessible");
+        let unsafe_row = r.is_unsafe();
         let class = if unsafe_row {
             "unsafe"
         } else if r.drift {
@@ -255,6 +279,8 @@ pub fn to_html(report: &Report) -> String {
                 .clone()
                 .map_or("version-less".into(), |v| short(&v)),
             r.version_age_days.map_or("-".into(), |d| format!("{d} d")),
+            r.expires_in_days
+                .map_or("-".into(), |d| format!("in {d} d")),
             r.latest.clone().map_or("-".into(), |v| short(&v)),
             r.key_status.clone().unwrap_or_else(|| "-".into()),
             if r.drift {
@@ -290,7 +316,7 @@ pub fn to_html(report: &Report) -> String {
         .map(|p| format!("<li>{}</li>", escape(p)))
         .collect();
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>CMK rotation status</title>\n<style>{STYLE}</style></head>\n<body><h1>CMK rotation status</h1>\n<p id=\"summary\">{} key reference(s), {} behind, generated {}</p>\n<table><thead><tr><th>server</th><th>state</th><th>slot</th><th>vault/key</th><th>version</th><th>age</th><th>current</th><th>key status</th><th>drift</th><th>decision</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n{poison}\n<ul class=\"problems\">{problems}</ul>\n</body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>CMK rotation status</title>\n<style>{STYLE}</style></head>\n<body><h1>CMK rotation status</h1>\n<p id=\"summary\">{} key reference(s), {} behind, generated {}</p>\n<table><thead><tr><th>server</th><th>state</th><th>slot</th><th>vault/key</th><th>version</th><th>age</th><th>expires</th><th>current</th><th>key status</th><th>drift</th><th>decision</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n{poison}\n<ul class=\"problems\">{problems}</ul>\n</body></html>\n",
         report.rows.len(),
         report.drifted(),
         httpdate::fmt_http_date(

@@ -97,7 +97,7 @@ async fn near_expiry_without_a_newer_version_warns_and_patches_nothing() {
     w.drain().await;
     assert!(w.patches_for(&id).is_empty());
     assert!(w.logged("expires in"));
-    assert!(w.logged("no newer version exists; servers on it: contoso-pg-01"));
+    assert!(w.logged("servers on it: contoso-pg-01; no newer usable version exists"));
 }
 
 #[tokio::test]
@@ -111,4 +111,50 @@ async fn an_inaccessible_server_is_reported_not_patched() {
     assert!(w.patches_for(&id).is_empty());
     assert_eq!(stats.poisoned, 0, "reported, not retried forever");
     assert!(w.logged("contoso-pg-01 is Inaccessible and was not touched"));
+}
+
+#[tokio::test]
+async fn near_expiry_with_only_an_unusable_newer_version_names_the_servers_at_risk() {
+    let (w, id) = world_with_pinned_server().await;
+    let disabled = KeyVersionSpec {
+        enabled: false,
+        ..KeyVersionSpec::with_version(&v(2))
+    };
+    w.azure.add_key_version(VAULT, KEY, disabled);
+
+    let (status, _) = w
+        .deliver(&fixture("events/key-near-expiry.eventgrid.json"))
+        .await;
+    assert_eq!(status, 202);
+    assert!(w.host.queue_messages(QUEUE).is_empty());
+    assert!(w.logged("servers on it: contoso-pg-01; no newer usable version exists"));
+    assert!(w.patches_for(&id).is_empty());
+}
+
+#[tokio::test]
+async fn near_expiry_for_a_version_no_server_uses_causes_no_work() {
+    let (w, _) = world_with_pinned_server().await;
+    let spare = KeyVersionSpec {
+        enabled: false,
+        ..KeyVersionSpec::with_version(&v(15))
+    };
+    w.azure.add_key_version(VAULT, KEY, spare);
+    w.add_version(&v(3));
+
+    let (status, _) = w
+        .deliver(&serde_json::json!([key_event(
+            "KeyNearExpiry",
+            "e-4",
+            &v(15)
+        )]))
+        .await;
+    assert_eq!(status, 202);
+    assert!(w.host.queue_messages(QUEUE).is_empty());
+    let arm_reads = w
+        .azure
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/subscriptions/"))
+        .count();
+    assert_eq!(arm_reads, 0, "no server read, no write");
 }

@@ -211,3 +211,33 @@ async fn version_less_servers_are_reported_with_the_service_key_status() {
     w.drain().await;
     assert!(w.logged("pg-floating uses a version-less key URI; the service follows new versions itself (key status Valid)"));
 }
+
+#[tokio::test]
+async fn status_flags_a_version_that_expires_soon_with_nothing_newer() {
+    let w = World::start().await;
+    let soon = standin::azure::KeyVersionSpec {
+        exp: Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                + 10 * 86_400,
+        ),
+        ..standin::azure::KeyVersionSpec::with_version(&v(1))
+    };
+    w.azure.add_key_version(VAULT, KEY, soon);
+    w.add_server("pg-expiring", &key_uri(&v(1)));
+
+    let (_, _, body) = w.host.http_get("/api/status").await.unwrap();
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!(row["drift"], json!(false));
+    let days = row["expiresInDays"].as_i64().expect("expiry shown");
+    assert!((9..=10).contains(&days), "{days}");
+
+    let (_, _, html) = w.host.http_get("/api/status?format=html").await.unwrap();
+    assert!(
+        html.contains("<tr class=\"unsafe\">"),
+        "an expiring version with nothing newer is unsafe"
+    );
+}

@@ -196,3 +196,33 @@ async fn an_operation_that_fails_busy_is_retried() {
     assert_eq!(w.encryption(&id, "primaryKeyURI"), key_uri(&v(2)));
     assert!(w.logged("ended Failed: ServerBusy"));
 }
+
+#[tokio::test]
+async fn a_server_that_keeps_refusing_as_busy_gets_at_most_two_patches_per_delivery() {
+    let w = World::start().await;
+    w.add_version(&v(1));
+    let id = w.add_server("contoso-pg-01", &key_uri(&v(1)));
+    let busy = OpOutcome::Failed {
+        code: "ServerBusy".into(),
+        message: "busy".into(),
+    };
+    w.azure.set_server_behaviour(
+        &id,
+        ServerBehaviour {
+            outcome: busy,
+            ..ServerBehaviour::default()
+        },
+    );
+    w.add_version(&v(2));
+
+    w.deliver(&new_version_event("e-1", &v(2))).await;
+    let stats = w.drain().await;
+
+    assert_eq!(stats.poisoned, 1);
+    assert_eq!(stats.invocations, 5);
+    assert_eq!(
+        w.patches_for(&id).len(),
+        10,
+        "two per delivery, five deliveries"
+    );
+}

@@ -163,7 +163,7 @@ impl Simulator {
             ("CMK_DEFAULT_RETRY_AFTER_SECS", "1"),
             // A busy server is looked at again within the delivery; keep
             // that short so schedules stay quick.
-            ("CMK_BUSY_POLL_MS", "20"),
+            ("CMK_BUSY_POLL_MS", "100"),
             ("CMK_OPERATION_BUDGET_SECS", "5"),
         ];
         let mut hosts = Vec::new();
