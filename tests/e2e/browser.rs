@@ -16,10 +16,11 @@ pub struct Page {
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Renders `html`; the screenshot lands in `target/screenshots/{name}.png`
-/// (and in `docs/{name}.png` with `UPDATE_DOCS_SCREENSHOTS=1`). Returns
-/// `None` only outside CI when Chromium is not installed.
-pub async fn render(html: &str, name: &str) -> Option<Page> {
+/// Opens `url` (a page the host simulator serves, as a person's browser
+/// would); the screenshot lands in `target/screenshots/{name}.png` (and in
+/// `docs/{name}.png` with `UPDATE_DOCS_SCREENSHOTS=1`). Returns `None` only
+/// outside CI when Chromium is not installed.
+pub async fn open(url: &str, name: &str) -> Option<Page> {
     if !std::path::Path::new(CHROMIUM).exists() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -33,18 +34,15 @@ pub async fn render(html: &str, name: &str) -> Option<Page> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("browser-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("page.html");
-    std::fs::write(&file, html).unwrap();
-    let url = format!("file://{}", file.display());
     let shot = dir.join("shot.png");
 
-    let dom = chromium(&dir, &["--dump-dom", &url]).await;
+    let dom = chromium(&dir, &["--dump-dom", url]).await;
     chromium(
         &dir,
         &[
             &format!("--screenshot={}", shot.display()),
             "--window-size=1600,700",
-            &url,
+            url,
         ],
     )
     .await;

@@ -171,7 +171,15 @@ async fn status_page_shows_drifted_and_unsafe_servers_to_a_person() {
             .iter()
             .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("text/html"))
     );
-    let Some(page) = crate::browser::render(&html, "status-page").await else {
+    assert!(html.contains("pg-inaccessible"));
+
+    // What a person sees: the page opened by URL, with the function key.
+    let url = format!(
+        "{}/api/status?format=html&code={}",
+        w.host.webhook_base(),
+        w.host.function_key()
+    );
+    let Some(page) = crate::browser::open(&url, "status-page").await else {
         return;
     };
     assert!(
