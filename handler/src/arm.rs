@@ -23,6 +23,9 @@ pub enum PatchAccepted {
         status_url: Url,
         retry_after: Option<Duration>,
     },
+    /// 202, but the status URL is not under the configured Resource Manager
+    /// endpoint, so it is not called: the update's end is not known.
+    Unfollowable { status_url: String },
 }
 
 /// The end of a long-running operation.
@@ -83,17 +86,23 @@ impl<'a> ArmClient<'a> {
                 service: Service::ResourceManager,
                 detail: "202 without Azure-AsyncOperation or Location".into(),
             })?;
-        Ok(PatchAccepted::Running {
-            status_url: self.same_host_url(status_url)?,
-            retry_after: response.retry_after(),
-        })
+        match self.same_host_url(status_url) {
+            Some(url) => Ok(PatchAccepted::Running {
+                status_url: url,
+                retry_after: response.retry_after(),
+            }),
+            None => Ok(PatchAccepted::Unfollowable {
+                status_url: status_url.to_string(),
+            }),
+        }
     }
 
     /// Polls the operation status URL until a terminal status, sleeping
     /// `Retry-After` (or the configured default when it is missing, and never
     /// less than the configured floor) between polls, within
     /// `budget`. A poll that fails with a retryable error is retried at the
-    /// same pace; a 202 answer from a `Location` URL means still running.
+    /// pace of its own `Retry-After` (the default pace without one); a 202
+    /// answer from a `Location` URL means still running.
     pub async fn wait_for_operation(
         &self,
         status_url: &Url,
@@ -115,9 +124,12 @@ impl<'a> ArmClient<'a> {
                 .await
             {
                 Ok(r) => r,
+                // A throttled status read waits as long as Azure asks
+                // (fc-12): when that is past the budget, the loop ends and
+                // the next delivery reads the server instead.
                 Err(e) if e.is_retryable() && !e.is_not_found() => {
                     tracing::warn!(error = %e, "operation status read failed; polling again");
-                    wait = pace(None);
+                    wait = pace(e.retry_after());
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -166,16 +178,13 @@ impl<'a> ArmClient<'a> {
 
     /// Accepts a URL Azure handed back only if it points at the configured
     /// Resource Manager endpoint (scheme, host and port).
-    fn same_host_url(&self, text: &str) -> Result<Url, AzureError> {
-        let refused = || AzureError::Refused {
-            url: text.to_string(),
-        };
-        let url = Url::parse(text).map_err(|_| refused())?;
-        let base = Url::parse(&self.config.arm_endpoint).map_err(|_| refused())?;
+    fn same_host_url(&self, text: &str) -> Option<Url> {
+        let url = Url::parse(text).ok()?;
+        let base = Url::parse(&self.config.arm_endpoint).ok()?;
         let same = url.scheme() == base.scheme()
             && url.host_str() == base.host_str()
             && url.port_or_known_default() == base.port_or_known_default();
-        same.then_some(url).ok_or_else(refused)
+        same.then_some(url)
     }
 }
 

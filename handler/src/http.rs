@@ -118,6 +118,14 @@ impl AzureError {
         }
     }
 
+    /// The wait Azure asked for with a throttled answer, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AzureError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }

@@ -313,6 +313,15 @@ async fn update(
     tracing::info!(from, to = %to, "updating data encryption");
     match arm.patch_server(&server.id, &body, budget).await {
         Ok(PatchAccepted::Done) => {}
+        // The update was accepted; only its status URL points elsewhere.
+        // Never call it, and never drop the message: the next delivery
+        // reads the server and decides from what it shows.
+        Ok(PatchAccepted::Unfollowable { status_url }) => {
+            return Outcome::Retry(format!(
+                "the update of {} was accepted, but its status URL {status_url} is not under CMK_ARM_ENDPOINT, so it was not followed; the next delivery reads the server",
+                server.name
+            ));
+        }
         Ok(PatchAccepted::Running {
             status_url,
             retry_after,

@@ -236,6 +236,73 @@ async fn a_status_poll_that_fails_is_polled_again() {
 }
 
 #[tokio::test]
+async fn a_throttled_status_poll_waits_as_asked_or_leaves_it_to_the_next_delivery() {
+    let (w, id) = rotating(&[("CMK_OPERATION_BUDGET_SECS", "5")]).await;
+    w.azure
+        .finish_operations_unpolled_after(Duration::from_millis(0));
+    w.azure
+        .inject(Fault::throttled(Some("GET"), "azureAsyncOperation", "372").times(3));
+
+    w.deliver(&new_version_event("e-1", &v(2))).await;
+    let started = Instant::now();
+    let stats = w.drain().await;
+
+    assert!(started.elapsed() < Duration::from_secs(5), "no long sleep");
+    assert_eq!(stats.failed, 1, "the throttled delivery is retried");
+    let polls = calls(&w, "GET", "azureAsyncOperation");
+    assert_eq!(
+        polls.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429],
+        "no poll again before Retry-After; the redelivery reads the server"
+    );
+    assert_eq!(w.patches_for(&id).len(), 1);
+    assert!(w.logged("throttled the request (retry after 372 s)"));
+    assert_eq!(w.encryption(&id, "primaryKeyURI"), key_uri(&v(2)));
+}
+
+#[tokio::test]
+async fn a_status_url_on_another_host_is_never_called_and_the_message_is_retried() {
+    let (w, id) = rotating(&[]).await;
+    // Every name the handler resolves leads to the stand-in, so a call to
+    // this URL would be recorded under its path.
+    let elsewhere = format!(
+        "http://elsewhere.example:{}/steered/azureAsyncOperation/1",
+        w.azure.addr().port()
+    );
+    w.azure.inject(
+        Fault::status(Some("PATCH"), "contoso-pg-01", 202)
+            .without_body()
+            .with_header("Azure-AsyncOperation", &elsewhere)
+            .with_header("Retry-After", "0"),
+    );
+
+    w.deliver(&new_version_event("e-1", &v(2))).await;
+    let stats = w.drain().await;
+
+    assert!(
+        w.azure
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("steered")),
+        "the foreign status URL was called"
+    );
+    assert_eq!(
+        stats.failed, 1,
+        "not acknowledged: the update's end is unknown"
+    );
+    assert!(w.logged("is not under CMK_ARM_ENDPOINT, so it was not followed"));
+    assert_eq!(
+        w.patches_for(&id)
+            .iter()
+            .map(|p| p.status)
+            .collect::<Vec<_>>(),
+        [202, 202],
+        "the redelivery read the server (still on v1) and updated it"
+    );
+    assert_eq!(w.encryption(&id, "primaryKeyURI"), key_uri(&v(2)));
+}
+
+#[tokio::test]
 async fn an_operation_url_that_answers_404_leaves_the_decision_to_the_next_delivery() {
     let (w, id) = rotating(&[]).await;
     w.azure
