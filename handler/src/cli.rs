@@ -181,8 +181,9 @@ async fn assess_all(
     let budget = Budget::new(config.operation_budget);
     let ids: Vec<String> = match server {
         Some(id) => vec![id.to_string()],
+        // Untagged servers too, so that the plan says why they are skipped.
         None => GraphClient::new(http, config)
-            .find_servers(key, &budget)
+            .find_servers(key, None, &budget)
             .await?
             .into_iter()
             .map(|c| c.id)

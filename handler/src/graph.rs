@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    config::Config,
+    config::{Config, OptInTag},
     http::{AzureError, Budget, Http, Request, Service},
     key_id::KeyId,
 };
@@ -46,6 +46,29 @@ impl Candidate {
         .filter_map(|(slot, uri)| KeyId::parse(uri).ok().map(|k| (slot, k)))
         .collect()
     }
+
+    /// The key references the handler cannot act on, in words: a URI that
+    /// is not a Key Vault key identifier (a Managed HSM key, say), or a
+    /// vault outside `CMK_KEYVAULT_DNS_SUFFIXES`.
+    pub fn uncovered(&self, suffixes: &[String]) -> Vec<String> {
+        [
+            (crate::policy::Slot::Primary, &self.pk),
+            (crate::policy::Slot::GeoBackup, &self.gk),
+        ]
+        .into_iter()
+        .filter(|(_, uri)| !uri.is_empty())
+        .filter_map(|(slot, uri)| {
+            let refused = KeyId::parse(uri).and_then(|k| k.check_vault(suffixes));
+            refused.err().map(|e| {
+                format!(
+                    "{}: {} {uri} is not covered ({e}); the handler never rotates it",
+                    self.name,
+                    slot.uri_field()
+                )
+            })
+        })
+        .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -70,19 +93,22 @@ impl<'a> GraphClient<'a> {
     }
 
     /// All candidate servers for `key` (its vault and name; the version is
-    /// ignored), following `$skipToken` page after page.
+    /// ignored) that carry `opt_in` when given, following `$skipToken` page
+    /// after page.
     pub async fn find_servers(
         &self,
         key: &KeyId,
+        opt_in: Option<&OptInTag>,
         budget: &Budget,
     ) -> Result<Vec<Candidate>, AzureError> {
-        self.run(&server_query(Some(key), self.config), budget)
-            .await
+        self.run(&server_query(Some(key), opt_in), budget).await
     }
 
-    /// Every server in scope encrypted with a Key Vault key.
+    /// Every server in scope (carrying the configured opt-in tag) encrypted
+    /// with a Key Vault key.
     pub async fn find_all(&self, budget: &Budget) -> Result<Vec<Candidate>, AzureError> {
-        self.run(&server_query(None, self.config), budget).await
+        let query = server_query(None, self.config.opt_in_tag.as_ref());
+        self.run(&query, budget).await
     }
 
     async fn run(&self, query: &str, budget: &Budget) -> Result<Vec<Candidate>, AzureError> {
@@ -148,7 +174,7 @@ fn is_true(value: Option<&Value>) -> bool {
 /// The KQL. The vault host and key name were checked against Key Vault's
 /// naming rules (letters, digits, '-', '.') and the tag against a similar
 /// set, so they cannot close the quoted literals they sit in.
-pub fn server_query(key: Option<&KeyId>, config: &Config) -> String {
+pub fn server_query(key: Option<&KeyId>, opt_in: Option<&OptInTag>) -> String {
     let mut query = String::from(
         "resources\n\
          | where type =~ 'microsoft.dbforpostgresql/flexibleservers'\n\
@@ -158,7 +184,7 @@ pub fn server_query(key: Option<&KeyId>, config: &Config) -> String {
     if let Some(key) = key {
         query.push_str(&key_filter(key));
     }
-    if let Some(tag) = &config.opt_in_tag {
+    if let Some(tag) = opt_in {
         query.push_str(&format!(
             "| where tags['{}'] =~ '{}'\n",
             tag.name, tag.value
@@ -194,7 +220,7 @@ mod tests {
             "https://Contoso-KV.vault.azure.net/keys/PG-cmk/11111111111111111111111111111111",
         )
         .unwrap();
-        let q = server_query(Some(&key), &config);
+        let q = server_query(Some(&key), config.opt_in_tag.as_ref());
         assert!(q.contains("(pkVault == 'contoso-kv.vault.azure.net' and pkName == 'pg-cmk')"));
         assert!(q.contains("(gkVault == 'contoso-kv.vault.azure.net' and gkName == 'pg-cmk')"));
         assert!(q.contains("| where tags['cmk-rotation'] =~ 'enabled'"));

@@ -149,7 +149,7 @@ async fn plan_key(
     let newer_usable = usable.is_ok() && target.version != key.version;
     if kind != KeyEventKind::NewVersionCreated && key.version.is_some() {
         let candidates = GraphClient::new(http, config)
-            .find_servers(key, &budget)
+            .find_servers(key, config.opt_in_tag.as_ref(), &budget)
             .await?;
         return Ok(plan_expiry(
             config,
@@ -178,7 +178,7 @@ async fn plan_key(
     }
 
     let candidates = GraphClient::new(http, config)
-        .find_servers(key, &budget)
+        .find_servers(key, config.opt_in_tag.as_ref(), &budget)
         .await?;
     let messages = queue_messages(config, candidates.iter(), &versionless, event_id);
     let n = messages.len();

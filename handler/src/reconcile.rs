@@ -65,7 +65,12 @@ async fn sweep(state: &AppState, http: &Http) -> Result<(Vec<Value>, String), Az
     let cache = KeyCache::default();
     let mut keys = BTreeSet::new();
     let mut behind = BTreeSet::new();
+    let mut uncovered = 0;
     for candidate in &in_scope {
+        for problem in candidate.uncovered(&config.keyvault_suffixes) {
+            tracing::warn!("{problem}");
+            uncovered += 1;
+        }
         for (_, key) in candidate.keys() {
             let Some(version) = key.version.clone() else {
                 continue;
@@ -98,12 +103,17 @@ async fn sweep(state: &AppState, http: &Http) -> Result<(Vec<Value>, String), Az
             .to_value()
         })
         .collect();
-    let summary = format!(
+    let mut summary = format!(
         "{} server(s) in scope on {} pinned key(s); {} behind and queued",
         in_scope.len(),
         keys.len(),
         behind.len()
     );
+    if uncovered > 0 {
+        summary.push_str(&format!(
+            "; {uncovered} key reference(s) not covered (logged above)"
+        ));
+    }
     Ok((messages, summary))
 }
 

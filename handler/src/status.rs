@@ -104,7 +104,11 @@ pub async fn collect(
     let budget = Budget::new(config.operation_budget);
     let graph = GraphClient::new(http, config);
     let candidates = match only_key {
-        Some(key) => graph.find_servers(key, &budget).await?,
+        Some(key) => {
+            graph
+                .find_servers(key, config.opt_in_tag.as_ref(), &budget)
+                .await?
+        }
         None => graph.find_all(&budget).await?,
     };
     let (arm, vault, cache) = (
@@ -123,6 +127,11 @@ pub async fn collect(
         .iter()
         .filter(|c| subscription_of(&c.id).is_some_and(|s| config.subscriptions.contains(&s)))
     {
+        if only_key.is_none() {
+            report
+                .problems
+                .extend(candidate.uncovered(&config.keyvault_suffixes));
+        }
         let keys: BTreeSet<String> = candidate
             .keys()
             .into_iter()
@@ -315,8 +324,13 @@ pub fn to_html(report: &Report) -> String {
         .iter()
         .map(|p| format!("<li>{}</li>", escape(p)))
         .collect();
+    let problems = if problems.is_empty() {
+        String::new()
+    } else {
+        format!("<h2>Problems</h2>\n<ul class=\"problems\">{problems}</ul>")
+    };
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>CMK rotation status</title>\n<style>{STYLE}</style></head>\n<body><h1>CMK rotation status</h1>\n<p id=\"summary\">{} key reference(s), {} behind, generated {}</p>\n<table><thead><tr><th>server</th><th>state</th><th>slot</th><th>vault/key</th><th>version</th><th>age</th><th>expires</th><th>current</th><th>key status</th><th>drift</th><th>decision</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n{poison}\n<ul class=\"problems\">{problems}</ul>\n</body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>CMK rotation status</title>\n<style>{STYLE}</style></head>\n<body><h1>CMK rotation status</h1>\n<p id=\"summary\">{} key reference(s), {} behind, generated {}</p>\n<table><thead><tr><th>server</th><th>state</th><th>slot</th><th>vault/key</th><th>version</th><th>age</th><th>expires</th><th>current</th><th>key status</th><th>drift</th><th>decision</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n{poison}\n{problems}\n</body></html>\n",
         report.rows.len(),
         report.drifted(),
         httpdate::fmt_http_date(

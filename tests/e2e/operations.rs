@@ -68,6 +68,55 @@ async fn reconcile_costs_no_arm_call_per_server_when_nothing_drifted() {
 }
 
 #[tokio::test]
+async fn key_references_the_handler_cannot_rotate_are_named_not_hidden() {
+    let w = World::start().await;
+    w.add_version(&v(1));
+    w.add_server("pg-covered", &key_uri(&v(1)));
+    let hsm = w.add_server(
+        "pg-hsm",
+        &format!(
+            "https://contoso-hsm.managedhsm.azure.net/keys/{KEY}/{}",
+            v(1)
+        ),
+    );
+    w.add_server(
+        "pg-elsewhere",
+        &format!("https://evil.example.com/keys/{KEY}/{}", v(1)),
+    );
+    w.azure.clear_requests();
+
+    let inv = w.host.fire_timer("Reconcile").await.unwrap();
+    assert!(inv.ok, "{:?}", inv.error);
+    assert!(
+        w.logged("pg-hsm: primaryKeyURI https://contoso-hsm.managedhsm.azure.net/keys/pg-cmk/")
+    );
+    assert!(w.logged("pg-elsewhere: primaryKeyURI https://evil.example.com/keys/pg-cmk/"));
+    assert!(w.logged("2 key reference(s) not covered"));
+
+    let (status, _, body) = w.host.http_get("/api/status").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let problems: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("pg-elsewhere: primaryKeyURI"));
+    assert!(problems[1].contains("not under a configured Key Vault DNS suffix"));
+    assert_eq!(report["rows"].as_array().unwrap().len(), 1, "pg-covered");
+    assert!(
+        w.azure
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("pg-hsm")),
+        "nothing is read for a server the handler cannot act on"
+    );
+    assert!(w.azure.server(&hsm).is_some());
+}
+
+#[tokio::test]
 async fn a_stopped_server_catches_up_once_it_is_started() {
     let w = World::start().await;
     w.add_version(&v(1));

@@ -29,7 +29,8 @@ async fn handler(w: &World, args: &[&str]) -> Run {
     }
 }
 
-/// A key with three servers: one behind, one version-less, one Stopped.
+/// A key with three subscribed servers (one behind, one version-less, one
+/// Stopped) and one behind without the opt-in tag.
 async fn world() -> (World, [String; 3]) {
     let w = World::start().await;
     w.add_version(&v(1));
@@ -37,6 +38,7 @@ async fn world() -> (World, [String; 3]) {
     let floating = w.add_server("pg-floating", &format!("https://{VAULT}/keys/{KEY}"));
     let stopped = w.add_server("pg-stopped", &key_uri(&v(1)));
     w.azure.set_server_state(&stopped, "Stopped");
+    w.add_spec(server("pg-untagged").with_primary_key(&key_uri(&v(1))));
     w.add_version(&v(2));
     (w, [behind, floating, stopped])
 }
@@ -62,6 +64,12 @@ async fn plan_shows_changes_and_skips_and_writes_nothing() {
     )));
     assert!(run.stdout.contains("version-less"));
     assert!(run.stdout.contains("pg-stopped is Stopped"));
+    assert!(
+        run.stdout
+            .contains("pg-untagged does not carry the opt-in tag; not touched"),
+        "{}",
+        run.stdout
+    );
     assert!(w.azure.patches().is_empty(), "plan changes nothing");
     assert_eq!(w.encryption(&behind, "primaryKeyURI"), key_uri(&v(1)));
 
@@ -73,7 +81,7 @@ async fn plan_shows_changes_and_skips_and_writes_nothing() {
         .iter()
         .map(|r| r["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["update", "skip", "attention"]);
+    assert_eq!(actions, ["update", "skip", "attention", "skip"]);
     assert!(w.azure.patches().is_empty());
 }
 
@@ -96,7 +104,12 @@ async fn rotate_with_yes_updates_inline_and_summarises() {
     assert_eq!(w.encryption(&behind, "primaryKeyURI"), key_uri(&v(2)));
     assert_eq!(w.encryption(&floating, "primaryKeyURI"), key());
     assert_eq!(w.encryption(&stopped, "primaryKeyURI"), key_uri(&v(1)));
-    assert_eq!(w.azure.patches().len(), 1);
+    assert!(run.stdout.contains("pg-untagged"), "in the summary");
+    assert_eq!(
+        w.azure.patches().len(),
+        1,
+        "the untagged server is not touched"
+    );
 }
 
 #[tokio::test]
