@@ -3,7 +3,8 @@
 //! binary, and the subscribed flexible servers move to the new version.
 //! Everything runs on 127.0.0.1 against the stand-in; no Azure account.
 //!
-//! Run it with `cargo run -p standin --bin demo`.
+//! Run it with `cargo run -p standin --bin demo`; add `-- --stay` to keep
+//! everything running afterwards, for the status page and the operator CLI.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,6 +18,7 @@ use standin::{
     azure::{FakeAzure, KeyVersionSpec, ServerSpec},
     host::{FunctionsHost, HostOptions},
 };
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
 const VAULT: &str = "contoso-kv.vault.azure.net";
@@ -25,6 +27,7 @@ const TAG: (&str, &str) = ("cmk-rotation", "enabled");
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let stay = std::env::args().skip(1).any(|a| a == "--stay");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let handler = handler_binary(&root)?;
 
@@ -40,23 +43,40 @@ async fn main() -> Result<()> {
 
     let host = FunctionsHost::start(HostOptions {
         app_root: root.join("function-app"),
-        handler_bin: handler,
+        handler_bin: handler.clone(),
         env: handler_settings(&azure),
         retry_delay: Some(Duration::from_secs(1)),
         echo_logs: true,
     })
     .await
     .context("starting the handler under the Functions host simulator")?;
+
+    rotate_and_report(&azure, &host, &servers).await?;
+    if stay {
+        stay_running(&azure, &host, &servers, &handler).await?;
+    }
+    host.stop().await;
+    Ok(())
+}
+
+/// Rotates the key, as `az keyvault key rotate` or a rotation policy
+/// would, delivers the event through the host's Event Grid webhook, drains
+/// the queue and prints where each server stands.
+async fn rotate_and_report(
+    azure: &FakeAzure,
+    host: &FunctionsHost,
+    servers: &[(&str, String)],
+) -> Result<()> {
     let before: Vec<String> = servers
         .iter()
-        .map(|(_, id)| primary_key(&azure, id))
+        .map(|(_, id)| primary_key(azure, id))
         .collect();
+    let patches_before = azure.patches().len();
 
-    // Rotate the key, as `az keyvault key rotate` or a rotation policy would.
-    let v2 = azure.add_key_version(VAULT, KEY, KeyVersionSpec::default());
-    let event = new_version_event(&v2);
+    let version = azure.add_key_version(VAULT, KEY, KeyVersionSpec::default());
+    let event = new_version_event(&version);
     println!(
-        "\nKey rotated: new version {v2}. Event Grid delivers:\n{}\n",
+        "\nKey rotated: new version {version}. Event Grid delivers:\n{}\n",
         serde_json::to_string_pretty(&event)?
     );
     let (status, _) = host.post_event_grid("KeyEvent", &event).await?;
@@ -70,9 +90,58 @@ async fn main() -> Result<()> {
         "\nQueue drained: {} invocation(s), {} succeeded, {} failed, {} poisoned\n",
         stats.invocations, stats.succeeded, stats.failed, stats.poisoned
     );
-    print_table(&azure, &host, &servers, &before);
-    host.stop().await;
+    print_table(azure, host, servers, &before);
+    println!(
+        "\nARM PATCH requests: {}",
+        azure.patches().len() - patches_before
+    );
     Ok(())
+}
+
+/// `--stay`: keeps the stand-in and the host running so that a person can
+/// open the status page, run the operator CLI against them, post events,
+/// and rotate again; the queue is drained every second. Ends on Ctrl-C.
+async fn stay_running(
+    azure: &FakeAzure,
+    host: &FunctionsHost,
+    servers: &[(&str, String)],
+    handler: &Path,
+) -> Result<()> {
+    let base = host.webhook_base();
+    let code = host.function_key();
+    let handler = handler.display();
+    println!("\nThe stand-in and the Functions host simulator keep running; Ctrl-C stops them.\n");
+    println!("Status page:  {base}/api/status?format=html&code={code}");
+    println!("Status JSON:  {base}/api/status?code={code}\n");
+    println!("Deliver an event as Event Grid does (the queue is drained every second):");
+    println!(
+        "  curl -i -X POST '{base}/runtime/webhooks/eventgrid?functionName=KeyEvent' \\\n    -H 'Content-Type: application/json' -H 'aeg-event-type: Notification' \\\n    --data @tests/fixtures/events/key-new-version.eventgrid.json\n"
+    );
+    println!("The operator CLI against the stand-in, from another terminal:");
+    for (name, value) in handler_settings(azure) {
+        if !matches!(name.as_str(), "RUST_LOG" | "CMK_RECONCILE_SCHEDULE") {
+            println!("  export {name}='{value}'");
+        }
+    }
+    println!("  {handler} plan --key https://{VAULT}/keys/{KEY}");
+    println!("  {handler} status\n");
+    println!("Press Enter here to rotate the key again.");
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(_)) => rotate_and_report(azure, host, servers).await?,
+                _ => stdin_open = false,
+            },
+            _ = tick.tick() => {
+                host.run_queues(Duration::from_secs(60)).await?;
+            }
+        }
+    }
 }
 
 /// The handler binary: built by cargo beside this program.
@@ -235,6 +304,4 @@ fn print_table(
             outcome(host, name)
         );
     }
-    let patches = azure.patches().len();
-    println!("\nARM PATCH requests: {patches}");
 }
