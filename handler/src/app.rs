@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
-    http::StatusCode,
+    extract::{DefaultBodyLimit, Request, State, rejection::BytesRejection},
+    http::{StatusCode, header::CONTENT_LENGTH},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -106,8 +107,35 @@ pub fn router(state: Arc<AppState>) -> Router {
                 Json(json!({ "error": "no such function" })),
             )
         })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({ "error": "the host invokes functions with POST" })),
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |request, next| {
+            refuse_declared_over(limit, request, next)
+        }))
         .with_state(state)
+}
+
+/// A declared `Content-Length` over the limit is refused before any of the
+/// body is read; a body without one is cut off at the limit
+/// (`DefaultBodyLimit`).
+async fn refuse_declared_over(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared.filter(|n| *n > limit as u64) {
+        Some(n) => {
+            let function = request.uri().path().trim_start_matches('/').to_string();
+            let reason = format!("declared length {n} is over CMK_MAX_BODY_BYTES ({limit})");
+            refuse_size(&function, StatusCode::PAYLOAD_TOO_LARGE, &reason)
+        }
+        None => next.run(request).await,
+    }
 }
 
 /// The functions of `function-app/`.
@@ -138,13 +166,7 @@ async fn dispatch(
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
-            // Over the size limit (or unreadable): the host fails the
-            // invocation, so the event is redelivered and finally
-            // dead-lettered where an operator can see it.
-            let status = rejection.status();
-            tracing::warn!(function = function.name(), %status, error = %rejection.body_text(), "invocation body refused");
-            let reply = json!({"Outputs": {}, "Logs": [format!("invocation body refused: {}", rejection.body_text())], "ReturnValue": null});
-            return (status, Json(reply)).into_response();
+            return refuse_size(function.name(), rejection.status(), &rejection.body_text());
         }
     };
     let invocation = match Invocation::parse(&body) {
@@ -158,6 +180,15 @@ async fn dispatch(
         Function::Status => status::handle_request(&state, &invocation).await,
     };
     reply.into_response()
+}
+
+/// Over the size limit (or unreadable): the host fails the invocation, so
+/// the event is redelivered and finally dead-lettered where an operator can
+/// see it.
+fn refuse_size(function: &str, status: StatusCode, reason: &str) -> Response {
+    tracing::warn!(function, %status, error = %reason, "invocation body refused");
+    let reply = json!({"Outputs": {}, "Logs": [format!("invocation body refused: {reason}")], "ReturnValue": null});
+    (status, Json(reply)).into_response()
 }
 
 /// A body that is not an invocation can never succeed: acknowledged, logged.

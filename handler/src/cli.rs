@@ -29,13 +29,17 @@ Examples:
   handler                  (no command: serve the Functions routes, as the host runs it)
 
 Settings come from the environment as in README.md (CMK_SUBSCRIPTIONS, ...);
---subscription overrides CMK_SUBSCRIPTIONS. Without IDENTITY_ENDPOINT the
-Azure CLI login is used (az login).
+--subscription overrides CMK_SUBSCRIPTIONS. Tokens: CMK_CREDENTIAL
+(managed-identity, client-secret or azure-cli); unset, the managed identity
+when IDENTITY_ENDPOINT and IDENTITY_HEADER are both set, else the Azure CLI
+login (az login).
 
 Exit codes:
   0  done, or nothing to do
-  1  some server needs attention (reported, to retry, or failed)
-  2  bad usage or configuration
+  1  some server needs attention (reported, to retry, or failed); for status,
+     a key reference behind or unsafe, or a problem listed
+  2  bad usage or configuration (also: a --server that does not use the key,
+     or a port that cannot be bound when serving)
   3  Azure could not be read (throttled, unreachable, no permission)
   4  rotation not confirmed";
 
@@ -264,7 +268,7 @@ async fn rotate(
             .any(|a| matches!(a.decision, Decision::Gone | Decision::NotUsingKey));
     if named_missing {
         eprintln!("The named server does not exist or does not use this key.");
-        return Ok(exit::ATTENTION);
+        return Ok(exit::USAGE);
     }
     if updates.is_empty() {
         if !json {

@@ -488,7 +488,9 @@ fn parse_suffixes(value: Option<String>) -> Result<Vec<String>, ConfigError> {
     if suffixes.is_empty() || !suffixes.iter().all(valid) {
         return Err(err(
             NAME,
-            format!("{value:?} is not a list of DNS suffixes"),
+            format!(
+                "{value:?} is not a comma-separated list of DNS suffixes of three labels or more (like .vault.azure.net)"
+            ),
         ));
     }
     Ok(suffixes)

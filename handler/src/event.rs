@@ -79,6 +79,32 @@ impl KeyVaultEvent {
             .is_none_or(|t| t.eq_ignore_ascii_case("key"));
         object_is_key.then_some(kind)
     }
+
+    /// Why an event that is not a key event the handler acts on is ignored.
+    pub fn ignored_because(&self) -> String {
+        let acted_on = [
+            "Microsoft.KeyVault.KeyNewVersionCreated",
+            "Microsoft.KeyVault.KeyNearExpiry",
+            "Microsoft.KeyVault.KeyExpired",
+        ];
+        if acted_on
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&self.event_type))
+        {
+            let object = self.data.object_type.as_deref().unwrap_or("another object");
+            return format!("its data names a {object}, not a key");
+        }
+        let prefix = "Microsoft.KeyVault.Key";
+        let key_event = self
+            .event_type
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+        if key_event {
+            "the handler acts only on KeyNewVersionCreated, KeyNearExpiry and KeyExpired".into()
+        } else {
+            "not a key event".into()
+        }
+    }
 }
 
 /// Parses one event in either schema.
@@ -196,6 +222,25 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.data.vault_name.as_deref(), Some("contoso-kv"));
         assert_eq!(a.key_event_kind(), Some(KeyEventKind::NewVersionCreated));
+    }
+
+    #[test]
+    fn ignored_events_say_why() {
+        let mut secret =
+            parse_event(&event_grid(json!({"Id": ID, "ObjectType": "Secret"}))).unwrap();
+        assert_eq!(secret.key_event_kind(), None);
+        assert_eq!(
+            secret.ignored_because(),
+            "its data names a Secret, not a key"
+        );
+        secret.event_type = "Microsoft.KeyVault.KeyDeleted".into();
+        assert!(
+            secret
+                .ignored_because()
+                .starts_with("the handler acts only on")
+        );
+        secret.event_type = "Microsoft.KeyVault.VaultAccessPolicyChanged".into();
+        assert_eq!(secret.ignored_because(), "not a key event");
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub enum KeyIdError {
     Scheme,
     #[error("key identifier has an invalid host")]
     Host,
+    #[error(
+        "key identifier carries user info, a query, a fragment, a backslash or percent-encoding"
+    )]
+    Characters,
     #[error("key identifier names port {0}; only the default port is accepted")]
     Port(String),
     #[error("key identifier path must be /keys/{{name}}[/{{version}}]")]
@@ -45,7 +49,7 @@ impl KeyId {
     pub fn parse(uri: &str) -> Result<KeyId, KeyIdError> {
         let rest = strip_prefix_ci(uri.trim(), "https://").ok_or(KeyIdError::Scheme)?;
         if rest.contains(['?', '#', '\\', '%', '@']) {
-            return Err(KeyIdError::Path);
+            return Err(KeyIdError::Characters);
         }
         let (authority, path) = rest.split_once('/').ok_or(KeyIdError::Path)?;
         let vault = parse_authority(authority)?;
@@ -115,6 +119,10 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn parse_authority(authority: &str) -> Result<String, KeyIdError> {
+    // An IP literal (`[::1]`) is never a vault host.
+    if authority.starts_with('[') {
+        return Err(KeyIdError::Host);
+    }
     let (host, port) = match authority.split_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (authority, None),
@@ -226,6 +234,18 @@ mod tests {
         for uri in bad {
             assert!(KeyId::parse(uri).is_err(), "{uri:?} should be refused");
         }
+        assert_eq!(
+            KeyId::parse("https://x@evil.example/keys/pg-cmk"),
+            Err(KeyIdError::Characters)
+        );
+        assert_eq!(
+            KeyId::parse("https://[::1]/keys/pg-cmk"),
+            Err(KeyIdError::Host)
+        );
+        assert_eq!(
+            KeyId::parse("https://[::1]:8443/keys/pg-cmk"),
+            Err(KeyIdError::Host)
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ async fn serve(config: Config) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(%addr, error = %e, "cannot bind");
-            return ExitCode::from(3);
+            return ExitCode::from(cli::exit::USAGE);
         }
     };
     tracing::info!(%addr, "handler listening");

@@ -25,7 +25,8 @@ use crate::{
     rotate::RotationMessage,
 };
 
-/// Event Grid's default event time-to-live: 24 h of redelivery.
+/// Event Grid's longest event time-to-live (`eventTimeToLiveInMinutes`
+/// 1440): 24 h of redelivery.
 const EVENT_GRID_RETRY_SECS: i64 = 24 * 3600;
 
 /// Name of the trigger binding in `KeyEvent/function.json`.
@@ -71,7 +72,7 @@ pub async fn handle_event(state: &AppState, invocation: &Invocation) -> Reply {
 
 async fn plan_event(state: &AppState, event: KeyVaultEvent) -> Reply {
     let Some(kind) = event.key_event_kind() else {
-        let message = format!("ignored {}: not a key event", event.event_type);
+        let message = format!("ignored {}: {}", event.event_type, event.ignored_because());
         return finish(Level::INFO, Reply::done(), message);
     };
     let key = match KeyId::parse(&event.data.id) {
@@ -164,12 +165,14 @@ async fn plan_key(
     }
     if let Err(reason) = usable {
         let mut message = format!("current version of {versionless} cannot be used: {reason}");
-        if let Unusable::NotYetValid { nbf } = reason
-            && nbf - now() > EVENT_GRID_RETRY_SECS
-        {
-            message.push_str("; that is past Event Grid's 24 h of redelivery, so the Reconcile timer moves the servers once it is active");
+        // Event Grid redelivers for 24 h at most: a version active later
+        // than that is left to the Reconcile timer, not to useless retries.
+        let beyond_redelivery =
+            matches!(reason, Unusable::NotYetValid { nbf } if nbf - now() > EVENT_GRID_RETRY_SECS);
+        if beyond_redelivery {
+            message.push_str("; that is past Event Grid's longest redelivery (24 h), so the event is acknowledged and the Reconcile timer moves the servers once it is active");
         }
-        let reply = if reason.retry_later() {
+        let reply = if reason.retry_later() && !beyond_redelivery {
             Reply::retry()
         } else {
             Reply::done()

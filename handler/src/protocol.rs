@@ -33,6 +33,8 @@ impl Invocation {
     /// Parses the host's request body. Top-level names are matched without
     /// regard to case, as the host itself does.
     pub fn parse(body: &[u8]) -> Result<Invocation, ProtocolError> {
+        // A byte order mark some producers put before JSON.
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
         let value: Value =
             serde_json::from_slice(body).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
         let Value::Object(object) = value else {
@@ -187,6 +189,8 @@ mod tests {
         assert_eq!(decode(json!("hello")), json!("hello"));
         assert_eq!(decode(json!("12")), json!("12"));
         assert!(Invocation::parse(b"not json").is_err());
+        let bom = Invocation::parse(b"\xEF\xBB\xBF{\"Data\": {\"m\": 1}}").unwrap();
+        assert_eq!(bom.input("m"), Some(json!(1)));
         assert!(Invocation::parse(b"[1]").is_err());
     }
 }

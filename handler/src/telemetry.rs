@@ -1,6 +1,8 @@
 //! Logging: `tracing` to stdout (the Functions host records stderr lines as
 //! errors), plain text or JSON lines, filtered by `RUST_LOG` (default info).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 /// Installs the global subscriber. Call once, from `main`.
@@ -32,6 +34,7 @@ pub fn init_cli(json: bool) {
     if json {
         builder.json().flatten_event(true).init();
     } else {
-        builder.init();
+        // Colour only for a person at a terminal, not in a file or a pipe.
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }

@@ -349,6 +349,42 @@ async fn generated_invocations_never_panic_and_call_azure_only_when_valid() {
 }
 
 #[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_any_body_arrives() {
+    let w = World::start_with(&[("CMK_MAX_BODY_BYTES", "65536")]).await;
+    let port = w.host.handler_port();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /{EVENT_FN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{{\"Data\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            other => panic!("no answer while the body was held back: {other:?}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    // The log line reaches the host's reader just after the answer.
+    let needle = "declared length 104857600 is over CMK_MAX_BODY_BYTES (65536)";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !w.logged(needle) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(w.logged(needle));
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_is_refused_before_it_is_read_whole() {
     let w = World::start_with(&[("CMK_MAX_BODY_BYTES", "65536")]).await;
     let port = w.host.handler_port();

@@ -47,6 +47,31 @@ async fn a_version_not_active_yet_is_retried_by_event_grid_and_not_queued() {
 }
 
 #[tokio::test]
+async fn a_version_active_only_after_event_grid_gives_up_is_left_to_reconcile() {
+    let (w, id) = world_with_pinned_server().await;
+    let spec = KeyVersionSpec {
+        nbf: Some(now() + 3 * 86_400),
+        ..KeyVersionSpec::with_version(&v(4))
+    };
+    w.azure.add_key_version(VAULT, KEY, spec);
+
+    let (status, _) = w.deliver(&new_version_event("e-nbf", &v(4))).await;
+    assert_eq!(status, 202, "no useless redelivery for 24 h");
+    assert!(w.logged("the Reconcile timer moves the servers once it is active"));
+    assert!(w.host.queue_messages(QUEUE).is_empty());
+
+    // Reconcile moves the server once the version is active, not before.
+    w.host.fire_timer("Reconcile").await.unwrap();
+    assert!(w.host.queue_messages(QUEUE).is_empty());
+    w.azure
+        .update_key_version(VAULT, KEY, &v(4), |s| s.nbf = Some(now() - 1));
+    w.host.fire_timer("Reconcile").await.unwrap();
+    w.drain().await;
+    assert_eq!(w.patches_for(&id).len(), 1);
+    assert_eq!(w.encryption(&id, "primaryKeyURI"), key_uri(&v(4)));
+}
+
+#[tokio::test]
 async fn unusable_versions_are_acknowledged_and_never_set() {
     type Change = fn(&mut KeyVersionSpec);
     let cases: [(&str, Change); 5] = [

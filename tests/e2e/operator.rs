@@ -175,3 +175,17 @@ async fn bad_arguments_exit_with_the_usage_code() {
     );
     assert!(w.azure.requests().is_empty());
 }
+
+#[tokio::test]
+async fn rotating_a_named_server_with_a_key_it_does_not_use_is_a_usage_error() {
+    let (w, [behind, ..]) = world().await;
+    let other = format!("https://{VAULT}/keys/another-key");
+    let run = handler(
+        &w,
+        &["rotate", "--key", &other, "--server", &behind, "--yes"],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("does not use this key"));
+    assert!(w.azure.patches().is_empty());
+}
