@@ -27,7 +27,7 @@ param tags object = {}
 // ---------------------------------------------------------------------------
 // What the handler watches and may change
 
-@description('Key Vaults whose key events drive rotations. Each item: { name, resourceGroup, subscriptionId (optional, default: this subscription), existingSystemTopicName (optional: the vault\'s Event Grid system topic when it already has one; a vault can have only one), keyNames (optional: only events for these key names are delivered) }. The vaults must use Azure RBAC for data access.')
+@description('Key Vaults whose key events drive rotations. Each item: { name, resourceGroup, subscriptionId (optional, default: this subscription), existingSystemTopicName (optional: the vault\'s Event Grid system topic when it already has one; a vault can have only one), existingSystemTopicResourceGroup (optional: that topic\'s resource group when it is not the vault\'s; same subscription), keyNames (optional: only events for these key names are delivered) }. The vaults must use Azure RBAC for data access.')
 @minLength(1)
 param vaults array
 
@@ -35,11 +35,11 @@ param vaults array
 @minLength(1)
 param discoverySubscriptionIds array
 
-@description('Resource groups whose PostgreSQL flexible servers the handler may update. Each item: { subscriptionId, resourceGroup }. Nothing outside them is writable.')
+@description('Resource groups whose PostgreSQL flexible servers the handler may update. Each item: { subscriptionId, resourceGroup }; the subscription must be one of discoverySubscriptionIds (servers are found there, and the update\'s status is read there). Nothing outside them is writable.')
 @minLength(1)
 param serverResourceGroups array
 
-@description('User-assigned identities that the servers use for their keys. Each item: { subscriptionId, resourceGroup, name }. The handler\'s PATCH names them, which needs Managed Identity Operator on each.')
+@description('User-assigned identities that the servers name in dataEncryption (primary and geo-backup). Each item: { subscriptionId, resourceGroup, name }. The handler\'s PATCH names them, and the service may check that the caller can assign them: Managed Identity Operator on each. List them all.')
 param serverIdentities array = []
 
 // ---------------------------------------------------------------------------
@@ -247,9 +247,9 @@ module functionApp 'modules/function-app.bicep' = {
     tags: tags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
     deploymentContainerName: deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     instanceMemoryMB: instanceMemoryMB
@@ -284,7 +284,7 @@ module functionApp 'modules/function-app.bicep' = {
 // Two custom roles, defined once in this subscription and assignable only
 // where the parameters say: no built-in role is as narrow.
 module roleDefinitions 'modules/role-definitions.bicep' = {
-  name: 'cmk-role-definitions'
+  name: 'cmk-role-definitions-${suffix}'
   scope: subscription()
   params: {
     roleNameSuffix: functionAppName
@@ -296,7 +296,7 @@ module roleDefinitions 'modules/role-definitions.bicep' = {
 // Read flexible servers in each discovery subscription: Resource Graph only
 // returns what the caller may read.
 module discoveryAccess 'modules/discovery-access.bicep' = [for (id, i) in discoverySubscriptionIds: {
-  name: 'cmk-discovery-${i}'
+  name: 'cmk-discovery-${i}-${suffix}'
   scope: subscription(id)
   params: {
     principalId: identity.outputs.principalId
@@ -306,7 +306,7 @@ module discoveryAccess 'modules/discovery-access.bicep' = [for (id, i) in discov
 
 // Update servers, and follow the update, in the configured resource groups.
 module serverAccess 'modules/server-access.bicep' = [for (rg, i) in serverResourceGroups: {
-  name: 'cmk-servers-${i}'
+  name: 'cmk-servers-${i}-${suffix}'
   scope: resourceGroup(rg.subscriptionId, rg.resourceGroup)
   params: {
     principalId: identity.outputs.principalId
@@ -316,7 +316,7 @@ module serverAccess 'modules/server-access.bicep' = [for (rg, i) in serverResour
 
 // Let the PATCH name the servers' own user-assigned identities.
 module identityAccess 'modules/identity-access.bicep' = [for (mi, i) in serverIdentities: {
-  name: 'cmk-server-identity-${i}'
+  name: 'cmk-server-identity-${i}-${suffix}'
   scope: resourceGroup(mi.subscriptionId, mi.resourceGroup)
   params: {
     principalId: identity.outputs.principalId
@@ -329,11 +329,12 @@ module identityAccess 'modules/identity-access.bicep' = [for (mi, i) in serverId
 // topic identity's right to dead-letter, then the subscription.
 
 module vaultEvents 'modules/vault.bicep' = [for (v, i) in vaults: {
-  name: 'cmk-vault-${i}'
+  name: 'cmk-vault-${i}-${suffix}'
   scope: resourceGroup(contains(v, 'subscriptionId') ? v.subscriptionId : subscription().subscriptionId, v.resourceGroup)
   params: {
     vaultName: v.name
     existingSystemTopicName: contains(v, 'existingSystemTopicName') ? v.existingSystemTopicName : ''
+    existingSystemTopicResourceGroup: contains(v, 'existingSystemTopicResourceGroup') ? v.existingSystemTopicResourceGroup : v.resourceGroup
     principalId: identity.outputs.principalId
     tags: tags
   }
@@ -349,8 +350,10 @@ module deadLetterAccess 'modules/dead-letter-access.bicep' = [for (v, i) in vaul
 }]
 
 module keyEvents 'modules/key-events.bicep' = [for (v, i) in vaults: if (deployEventSubscriptions) {
-  name: 'cmk-key-events-${i}'
-  scope: resourceGroup(contains(v, 'subscriptionId') ? v.subscriptionId : subscription().subscriptionId, v.resourceGroup)
+  name: 'cmk-key-events-${i}-${suffix}'
+  // The subscription lives beside its topic: a reused topic may sit in
+  // another resource group than the vault.
+  scope: resourceGroup(contains(v, 'subscriptionId') ? v.subscriptionId : subscription().subscriptionId, contains(v, 'existingSystemTopicResourceGroup') ? v.existingSystemTopicResourceGroup : v.resourceGroup)
   dependsOn: [
     // Event Grid checks the dead-letter identity's access when the
     // subscription is created: the role must exist first.
@@ -373,7 +376,7 @@ module keyEvents 'modules/key-events.bicep' = [for (v, i) in vaults: if (deployE
 
 output AZURE_CLIENT_ID string = identity.outputs.clientId
 output CMK_SUBSCRIPTIONS string = join(discoverySubscriptionIds, ',')
-output AzureWebJobsStorage__accountName string = storage.outputs.name
+output AzureWebJobsStorage__blobServiceUri string = storage.outputs.blobEndpoint
 output AzureWebJobsStorage__queueServiceUri string = storage.outputs.queueEndpoint
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 

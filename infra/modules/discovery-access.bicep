@@ -12,7 +12,9 @@ param principalId string
 param roleDefinitionName string
 
 // CMK rotation server reader: Resource Graph lists the servers whose key
-// URIs name the rotated key; reads only flexible servers.
+// URIs name the rotated key, and the handler follows the updates it starts
+// (their status URLs are at subscription scope); reads only flexible servers
+// and PostgreSQL operation status.
 resource discovery 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(subscription().id, principalId, roleDefinitionName)
   properties: {

@@ -24,14 +24,14 @@ param identityId string
 @description('Client id of the handler\'s user-assigned identity (AZURE_CLIENT_ID).')
 param identityClientId string
 
-@description('The app\'s storage account (AzureWebJobsStorage, deployment package).')
-param storageAccountName string
-
 @description('Blob endpoint of the storage account, ending in "/".')
 param blobEndpoint string
 
 @description('Queue endpoint of the storage account.')
 param queueEndpoint string
+
+@description('Table endpoint of the storage account (the host\'s diagnostic events).')
+param tableEndpoint string
 
 @description('Container that holds the deployment package.')
 param deploymentContainerName string
@@ -59,7 +59,10 @@ param handlerSettings object
 // and FUNCTIONS_EXTENSION_VERSION are deliberately absent: Flex Consumption
 // takes the runtime from functionAppConfig.runtime and rejects them.
 var hostSettings = {
-  AzureWebJobsStorage__accountName: storageAccountName
+  // Service URIs rather than __accountName, which works only in Azure
+  // public (not in sovereign clouds or with custom DNS).
+  AzureWebJobsStorage__blobServiceUri: blobEndpoint
+  AzureWebJobsStorage__tableServiceUri: tableEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   // Also read by the handler: the status report peeks at the poison queue.
@@ -97,7 +100,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: Event Grid delivers to KeyEvent over the public endpoint (it cannot reach a private one); the webhook requires the host's eventgrid_extension system key and the Status function a function key
   // checkov:skip=CKV_AZURE_17: no caller presents a client certificate (Event Grid authenticates with the system key); requiring one would stop every delivery
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no fixed instance count; instances follow the events, and failed work is retried by Event Grid and the queue
-  // checkov:skip=CKV_AZURE_213: the app serves no HTTP traffic to probe; the Functions host checks the handler itself (readiness probe) and restarts it if it exits
+  // checkov:skip=CKV_AZURE_213: Flex Consumption has no health-check path setting; the Functions host probes the handler itself (readiness GET) and restarts it if it exits
   name: name
   location: location
   tags: tags
@@ -140,6 +143,25 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         version: '1.0'
       }
     }
+  }
+}
+
+// No basic-auth (publishing profile) deployments: the package goes to the
+// deployment container with an Entra token (az functionapp deployment
+// source config-zip signs in as the operator).
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'ftp'
+  properties: {
+    allow: false
   }
 }
 

@@ -10,7 +10,7 @@ param principalId string
 @maxLength(128)
 param identityName string
 
-var managedIdentityOperator = 'f1a07417-d97a-4e4a-9e45-5b5b0e5aa4e8'
+var managedIdentityOperator = 'f1a07417-d97a-45cb-824c-7a7467783830'
 
 resource serverIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
   name: identityName

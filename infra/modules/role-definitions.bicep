@@ -16,9 +16,8 @@ param serverScopes array
 @minLength(1)
 param discoveryScopes array
 
-// Read a server, PATCH its dataEncryption, and follow the long-running
-// operation through the Azure-AsyncOperation and Location URLs ARM returns.
-// No delete, no other resource types, no data actions.
+// Read a server and PATCH its dataEncryption, in the configured resource
+// groups only. No delete, no other resource types, no data actions.
 resource serverOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, 'cmk-rotation-server-operator', roleNameSuffix)
   properties: {
@@ -31,8 +30,6 @@ resource serverOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         actions: [
           'Microsoft.DBforPostgreSQL/flexibleServers/read'
           'Microsoft.DBforPostgreSQL/flexibleServers/write'
-          'Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read'
-          'Microsoft.DBforPostgreSQL/locations/operationResults/read'
         ]
         notActions: []
         dataActions: []
@@ -44,17 +41,24 @@ resource serverOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
 
 // Resource Graph returns only resources the caller may read, so reading
 // flexible servers is all discovery needs (Reader would expose everything).
+// The status of an update lives at subscription scope
+// (/subscriptions/{id}/providers/Microsoft.DBforPostgreSQL/locations/{region}/
+// azureAsyncOperation/{id}), which an assignment on a resource group does
+// not reach: reading it is granted here, where the servers are discovered.
+// It reveals no more than the state of PostgreSQL operations.
 resource serverReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, 'cmk-rotation-server-reader', roleNameSuffix)
   properties: {
     roleName: 'CMK rotation server reader (${roleNameSuffix})'
-    description: 'Find PostgreSQL flexible servers and their key URIs through Resource Graph.'
+    description: 'Find PostgreSQL flexible servers and their key URIs through Resource Graph, and read the status of their updates.'
     type: 'CustomRole'
     assignableScopes: discoveryScopes
     permissions: [
       {
         actions: [
           'Microsoft.DBforPostgreSQL/flexibleServers/read'
+          'Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read'
+          'Microsoft.DBforPostgreSQL/locations/operationResults/read'
         ]
         notActions: []
         dataActions: []

@@ -9,8 +9,9 @@ param principalId string
 @maxLength(36)
 param roleDefinitionName string
 
-// CMK rotation server operator: GET and PATCH the servers' dataEncryption,
-// and read the async operation the PATCH starts.
+// CMK rotation server operator: GET and PATCH the servers' dataEncryption
+// (the update's status is read through the discovery role, at subscription
+// scope).
 resource serverOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(resourceGroup().id, principalId, roleDefinitionName)
   properties: {

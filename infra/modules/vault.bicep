@@ -11,6 +11,10 @@ param vaultName string
 @description('Name of the vault\'s existing Event Grid system topic, or empty to create one. An existing topic must have a system-assigned identity (README "Deploy").')
 param existingSystemTopicName string
 
+@description('Resource group of the existing system topic (the vault\'s own by default; portal or policy may have put it elsewhere).')
+@minLength(1)
+param existingSystemTopicResourceGroup string
+
 @description('Principal id of the handler identity.')
 param principalId string
 
@@ -55,6 +59,7 @@ resource newTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = if (createTopi
 
 resource existingTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = if (!createTopic) {
   name: existingSystemTopicName
+  scope: resourceGroup(existingSystemTopicResourceGroup)
 }
 
 output systemTopicName string = createTopic ? newTopic.name : existingTopic.name

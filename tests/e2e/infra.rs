@@ -22,13 +22,15 @@ use crate::support::repo_root;
 const KEY_VAULT_READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
 const STORAGE_QUEUE_DATA_CONTRIBUTOR: &str = "974c5e8b-45b9-4653-ba55-5f855dd0fb88";
 const STORAGE_BLOB_DATA_OWNER: &str = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b";
+const STORAGE_TABLE_DATA_CONTRIBUTOR: &str = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3";
 const STORAGE_BLOB_DATA_CONTRIBUTOR: &str = "ba92f5b4-2d11-453d-a403-e96b0029c9fe";
 const MONITORING_METRICS_PUBLISHER: &str = "3913510d-42f4-4e42-8a64-420c390055eb";
-const MANAGED_IDENTITY_OPERATOR: &str = "f1a07417-d97a-4e4a-9e45-5b5b0e5aa4e8";
+const MANAGED_IDENTITY_OPERATOR: &str = "f1a07417-d97a-45cb-824c-7a7467783830";
 
 /// Settings the Bicep sets for the Functions host, not for the handler.
 const HOST_ONLY_SETTINGS: &[&str] = &[
-    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
@@ -423,6 +425,23 @@ fn a_vault_gets_one_system_topic_created_or_reused() {
         created.body.get("location").map(Value::text),
         Some("vault.location")
     );
+    // A reused topic may sit in another resource group than the vault; the
+    // subscription is created beside it.
+    assert_eq!(
+        reused.body.get("scope").map(Value::text),
+        Some("resourceGroup(existingSystemTopicResourceGroup)")
+    );
+    let main = BicepFile::load(&infra().join("main.bicep"));
+    let scope = main
+        .module("modules/key-events.bicep")
+        .body
+        .get("scope")
+        .expect("scope")
+        .text();
+    assert!(
+        scope.contains("v.existingSystemTopicResourceGroup"),
+        "{scope}"
+    );
 }
 
 #[test]
@@ -453,6 +472,11 @@ fn roles_are_the_narrowest_that_work() {
         (
             "app-access.bicep:blobAccess",
             STORAGE_BLOB_DATA_OWNER,
+            "account",
+        ),
+        (
+            "app-access.bicep:tableAccess",
+            STORAGE_TABLE_DATA_CONTRIBUTOR,
             "account",
         ),
         (
@@ -532,13 +556,18 @@ fn roles_are_the_narrowest_that_work() {
         [
             "Microsoft.DBforPostgreSQL/flexibleServers/read",
             "Microsoft.DBforPostgreSQL/flexibleServers/write",
+        ]
+    );
+    // The operation status URLs sit at subscription scope
+    // (/subscriptions/{id}/providers/Microsoft.DBforPostgreSQL/locations/...),
+    // out of reach of a resource-group assignment.
+    assert_eq!(
+        actions("serverReader"),
+        [
+            "Microsoft.DBforPostgreSQL/flexibleServers/read",
             "Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read",
             "Microsoft.DBforPostgreSQL/locations/operationResults/read",
         ]
-    );
-    assert_eq!(
-        actions("serverReader"),
-        ["Microsoft.DBforPostgreSQL/flexibleServers/read"]
     );
 
     // The custom roles are assigned where the parameters say, at those scopes.
@@ -573,6 +602,10 @@ fn every_role_assignment_says_which_role_and_why() {
             "Storage Queue Data Contributor",
         ),
         (STORAGE_BLOB_DATA_OWNER, "Storage Blob Data Owner"),
+        (
+            STORAGE_TABLE_DATA_CONTRIBUTOR,
+            "Storage Table Data Contributor",
+        ),
         (
             STORAGE_BLOB_DATA_CONTRIBUTOR,
             "Storage Blob Data Contributor",
@@ -650,6 +683,24 @@ fn the_app_runs_on_flex_consumption_with_identity_based_storage() {
         site.body.get("properties.httpsOnly").map(Value::text),
         Some("true")
     );
+    // No publishing-profile (basic auth) deployments, over SCM or FTP.
+    let basic_auth: Vec<(&str, &str)> = app
+        .decls_of(Keyword::Resource)
+        .filter(|r| {
+            r.kind
+                .starts_with("Microsoft.Web/sites/basicPublishingCredentialsPolicies@")
+        })
+        .map(|r| {
+            (
+                r.body.get("name").and_then(Value::str).unwrap_or_default(),
+                r.body
+                    .get("properties.allow")
+                    .map(Value::text)
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(basic_auth, [("scm", "false"), ("ftp", "false")]);
 
     let account = BicepFile::load(&infra().join("modules/storage.bicep"));
     let props = account
