@@ -113,7 +113,7 @@ impl Assessment {
     pub fn describe(&self) -> String {
         let name = self.name();
         match &self.decision {
-            Decision::Gone => format!("server {} no longer exists", self.server_id),
+            Decision::Gone => format!("server {} does not exist (any more)", self.server_id),
             Decision::NotOptedIn => format!("{name} does not carry the opt-in tag; not touched"),
             Decision::NotUsingKey => format!("{name} does not use this key"),
             Decision::FollowsLatest { key_status } => format!(
@@ -139,7 +139,7 @@ impl Assessment {
                 format!("{name} is {state}; {} waits", show_changes(changes))
             }
             Decision::Untouchable { state, changes } => format!(
-                "{name} is {state} and was not touched; it should move {} once it is Ready",
+                "{name} is {state} and is not touched; it should move {} once it is Ready",
                 show_changes(changes)
             ),
             Decision::ConfigProblem { problem, .. } => {

@@ -80,6 +80,16 @@ impl KeyVaultEvent {
         object_is_key.then_some(kind)
     }
 
+    /// The vault name in `topic` / `source` when it is a Key Vault resource
+    /// id (`…/providers/Microsoft.KeyVault/vaults/{name}`).
+    pub fn topic_vault(&self) -> Option<&str> {
+        let source = self.source.as_deref()?.trim_end_matches('/');
+        let (head, name) = source.rsplit_once('/')?;
+        let provider = "/providers/Microsoft.KeyVault/vaults";
+        let tail = head.get(head.len().checked_sub(provider.len())?..)?;
+        tail.eq_ignore_ascii_case(provider).then_some(name)
+    }
+
     /// Why an event that is not a key event the handler acts on is ignored.
     pub fn ignored_because(&self) -> String {
         let acted_on = [
@@ -222,6 +232,20 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.data.vault_name.as_deref(), Some("contoso-kv"));
         assert_eq!(a.key_event_kind(), Some(KeyEventKind::NewVersionCreated));
+    }
+
+    #[test]
+    fn the_topic_names_the_vault() {
+        let e = parse_event(&event_grid(json!({"Id": ID}))).unwrap();
+        assert_eq!(e.topic_vault(), Some("contoso-kv"));
+        let mut other = e.clone();
+        other.source = Some(
+            "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/x"
+                .into(),
+        );
+        assert_eq!(other.topic_vault(), None);
+        other.source = None;
+        assert_eq!(other.topic_vault(), None);
     }
 
     #[test]

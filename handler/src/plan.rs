@@ -96,6 +96,22 @@ async fn plan_event(state: &AppState, event: KeyVaultEvent) -> Reply {
             format!("refused event {}: {e}", event.id),
         );
     }
+    // Key Vault's events name their vault twice; an event whose two names
+    // disagree was not written by Key Vault.
+    let id_vault = key.vault.split('.').next().unwrap_or_default();
+    if let Some(topic) = event
+        .topic_vault()
+        .filter(|t| !t.eq_ignore_ascii_case(id_vault))
+    {
+        return finish(
+            Level::WARN,
+            Reply::done(),
+            format!(
+                "refused event {}: its topic names vault {topic} but data.Id names {}",
+                event.id, key.vault
+            ),
+        );
+    }
 
     match plan_key(state, &key, kind, &event.id, event.data.exp).await {
         Ok(reply) => reply,
@@ -137,14 +153,17 @@ async fn plan_key(
             return Ok(finish(
                 Level::WARN,
                 Reply::done(),
-                format!("key {versionless} no longer exists"),
+                format!("key {versionless} does not exist (any more)"),
             ));
         }
         Err(e) => return Err(e),
     };
     let target = current.key_id()?;
     let usable = check_key(&current, now());
-    if key.version.is_some() && key.version != target.version {
+    if kind == KeyEventKind::NewVersionCreated
+        && key.version.is_some()
+        && key.version != target.version
+    {
         tracing::info!(current = %target, "event names another version; the key's current version is the target");
     }
     let newer_usable = usable.is_ok() && target.version != key.version;
@@ -225,7 +244,7 @@ fn plan_expiry(
         .collect();
     if on_version.is_empty() {
         return finish(
-            Level::DEBUG,
+            Level::INFO,
             Reply::done(),
             format!("{kind:?} for {key}: no server uses this version"),
         );

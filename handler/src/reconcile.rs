@@ -130,7 +130,7 @@ async fn usable_version(
         Ok(b) => b,
         Err(e) if e.is_not_found() => {
             if first_read {
-                tracing::error!(key = %key, "key no longer exists; servers pinned to it need attention");
+                tracing::error!(key = %key, "key does not exist (any more); servers pinned to it need attention");
             }
             return Ok(None);
         }

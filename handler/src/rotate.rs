@@ -269,7 +269,7 @@ pub async fn apply(
     let fresh = match arm.get_server(&server.id, budget).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
-            return Outcome::Skipped(format!("server {} no longer exists", server.id));
+            return Outcome::Skipped(format!("server {} does not exist (any more)", server.id));
         }
         Err(e) => return failed("reading the server before the update", e),
     };

@@ -91,6 +91,8 @@ async fn events_naming_foreign_hosts_or_path_tricks_cause_no_outbound_request() 
         "https://a--b.vault.azure.net/keys/pg-cmk/22222222222222222222222222222222",
         "https://user@contoso-kv.vault.azure.net/keys/pg-cmk/22222222222222222222222222222222",
         "http://contoso-kv.vault.azure.net/keys/pg-cmk/22222222222222222222222222222222",
+        // Under the suffix, but not the vault the event's topic names.
+        "https://other-kv.vault.azure.net/keys/pg-cmk/22222222222222222222222222222222",
     ];
     for (n, id) in ids.iter().enumerate() {
         let mut event = key_event("KeyNewVersionCreated", &format!("e-{n}"), &v(2));
@@ -99,6 +101,9 @@ async fn events_naming_foreign_hosts_or_path_tricks_cause_no_outbound_request() 
         assert_eq!(status, 202, "{id}");
         assert!(w.logged(&format!("refused event e-{n}")), "{id}");
     }
+    assert!(
+        w.logged("its topic names vault contoso-kv but data.Id names other-kv.vault.azure.net")
+    );
     assert!(
         w.azure.requests().is_empty(),
         "the stand-in saw no connection's request"

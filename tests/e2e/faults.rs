@@ -403,7 +403,7 @@ async fn a_disabled_server_is_reported_and_a_starting_one_waits() {
     let (stats, ()) = tokio::join!(drain, start);
 
     assert!(w.patches_for(&disabled).is_empty());
-    assert!(w.logged("pg-disabled is Disabled and was not touched"));
+    assert!(w.logged("pg-disabled is Disabled and is not touched"));
     assert!(w.logged("pg-starting is Starting"));
     assert_eq!(stats.poisoned, 0);
     assert_eq!(w.patches_for(&starting).len(), 1);
@@ -420,7 +420,7 @@ async fn a_server_deleted_after_planning_is_acknowledged() {
 
     assert_eq!((stats.succeeded, stats.failed), (1, 0));
     assert!(w.azure.patches().is_empty());
-    assert!(w.logged("no longer exists"));
+    assert!(w.logged("does not exist (any more)"));
 }
 
 // ---- Key Vault ----
@@ -468,7 +468,7 @@ async fn a_deleted_key_is_acknowledged_without_discovery() {
     let (status, _) = w.deliver(&new_version_event("e-1", &v(2))).await;
 
     assert_eq!(status, 202);
-    assert!(w.logged("no longer exists"));
+    assert!(w.logged("does not exist (any more)"));
     assert!(calls(&w, "POST", "ResourceGraph").is_empty());
     assert!(w.host.queue_messages(QUEUE).is_empty());
 }

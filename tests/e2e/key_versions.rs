@@ -135,7 +135,7 @@ async fn an_inaccessible_server_is_reported_not_patched() {
     let stats = w.drain().await;
     assert!(w.patches_for(&id).is_empty());
     assert_eq!(stats.poisoned, 0, "reported, not retried forever");
-    assert!(w.logged("contoso-pg-01 is Inaccessible and was not touched"));
+    assert!(w.logged("contoso-pg-01 is Inaccessible and is not touched"));
 }
 
 #[tokio::test]

@@ -51,7 +51,7 @@ async fn rotation_moves_pinned_subscribed_servers_and_leaves_the_rest() {
     // Queued: pinned, geo, floating, stopped (the untagged one is not subscribed).
     assert_eq!(stats.invocations, 4);
     assert_eq!(stats.poisoned, 0);
-    assert!(w.logged("pg-stopped is Stopped and was not touched"));
+    assert!(w.logged("pg-stopped is Stopped and is not touched"));
     assert!(w.logged("pg-floating uses a version-less key URI"));
 }
 

@@ -1061,7 +1061,7 @@ impl<'a> Run<'a> {
                 && current_usable
                 && !logs
                     .iter()
-                    .any(|l| l.contains(&format!("{name} is Stopped and was not touched")))
+                    .any(|l| l.contains(&format!("{name} is Stopped and is not touched")))
             {
                 self.violations
                     .push(format!("{name} is Stopped and no report says so"));

@@ -51,9 +51,13 @@ async fn main() -> Result<()> {
     .await
     .context("starting the handler under the Functions host simulator")?;
 
-    rotate_and_report(&azure, &host, &servers).await?;
+    rotate_and_report(&azure, &host, &servers, 1).await?;
     if stay {
-        stay_running(&azure, &host, &servers, &handler).await?;
+        stay_running(&azure, &host, &servers, &handler, &root).await?;
+        host.stop().await;
+        // A read of the terminal may still be pending on a blocking thread,
+        // which would hold the runtime open until Enter: leave now.
+        std::process::exit(0);
     }
     host.stop().await;
     Ok(())
@@ -66,6 +70,7 @@ async fn rotate_and_report(
     azure: &FakeAzure,
     host: &FunctionsHost,
     servers: &[(&str, String)],
+    round: u32,
 ) -> Result<()> {
     let before: Vec<String> = servers
         .iter()
@@ -74,7 +79,7 @@ async fn rotate_and_report(
     let patches_before = azure.patches().len();
 
     let version = azure.add_key_version(VAULT, KEY, KeyVersionSpec::default());
-    let event = new_version_event(&version);
+    let event = new_version_event(&version, round);
     println!(
         "\nKey rotated: new version {version}. Event Grid delivers:\n{}\n",
         serde_json::to_string_pretty(&event)?
@@ -106,8 +111,11 @@ async fn stay_running(
     host: &FunctionsHost,
     servers: &[(&str, String)],
     handler: &Path,
+    root: &Path,
 ) -> Result<()> {
     let base = host.webhook_base();
+    let fixture =
+        std::path::absolute(root.join("tests/fixtures/events/key-new-version.eventgrid.json"))?;
     let code = host.function_key();
     let handler = handler.display();
     println!("\nThe stand-in and the Functions host simulator keep running; Ctrl-C stops them.\n");
@@ -115,7 +123,8 @@ async fn stay_running(
     println!("Status JSON:  {base}/api/status?code={code}\n");
     println!("Deliver an event as Event Grid does (the queue is drained every second):");
     println!(
-        "  curl -i -X POST '{base}/runtime/webhooks/eventgrid?functionName=KeyEvent' \\\n    -H 'Content-Type: application/json' -H 'aeg-event-type: Notification' \\\n    --data @tests/fixtures/events/key-new-version.eventgrid.json\n"
+        "  curl -i -X POST '{base}/runtime/webhooks/eventgrid?functionName=KeyEvent' \\\n    -H 'Content-Type: application/json' -H 'aeg-event-type: Notification' \\\n    --data @{}\n",
+        fixture.display()
     );
     println!("The operator CLI against the stand-in, from another terminal:");
     for (name, value) in handler_settings(azure) {
@@ -130,11 +139,15 @@ async fn stay_running(
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut round = 1;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             line = lines.next_line(), if stdin_open => match line {
-                Ok(Some(_)) => rotate_and_report(azure, host, servers).await?,
+                Ok(Some(_)) => {
+                    round += 1;
+                    rotate_and_report(azure, host, servers, round).await?;
+                }
                 _ => stdin_open = false,
             },
             _ = tick.tick() => {
@@ -229,10 +242,11 @@ fn handler_settings(azure: &FakeAzure) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The event Key Vault publishes, in the Event Grid schema, as delivered.
-fn new_version_event(version: &str) -> Value {
+/// The event Key Vault publishes, in the Event Grid schema, as delivered;
+/// each rotation of the demo gets its own event id.
+fn new_version_event(version: &str, round: u32) -> Value {
     json!([{
-        "id": "5b2f0f2e-9c53-4a4b-8a54-0c5f3d6e7a01",
+        "id": format!("5b2f0f2e-9c53-4a4b-8a54-0c5f3d6e{round:04x}"),
         "topic": format!("/subscriptions/{SUB}/resourceGroups/rg-contoso-sec/providers/Microsoft.KeyVault/vaults/contoso-kv"),
         "subject": KEY,
         "eventType": "Microsoft.KeyVault.KeyNewVersionCreated",
