@@ -114,8 +114,9 @@ async fn stay_running(
     root: &Path,
 ) -> Result<()> {
     let base = host.webhook_base();
-    let fixture =
-        std::path::absolute(root.join("tests/fixtures/events/key-new-version.eventgrid.json"))?;
+    let fixture = root
+        .join("tests/fixtures/events/key-new-version.eventgrid.json")
+        .canonicalize()?;
     let code = host.function_key();
     let handler = handler.display();
     println!("\nThe stand-in and the Functions host simulator keep running; Ctrl-C stops them.\n");
