@@ -132,13 +132,13 @@ param keyVaultApiVersion string = '7.5'
 param resourceGraphApiVersion string = '2024-04-01'
 
 @description('CMK_EVENT_BUDGET_SECS: seconds the KeyEvent function may spend, waits included. Keep it under Event Grid\'s 30 s.')
-@minValue(5)
+@minValue(1)
 @maxValue(25)
 param eventBudgetSecs int = 20
 
 @description('CMK_OPERATION_BUDGET_SECS: seconds one server update may take, polling included. Keep it under host.json functionTimeout (30 min).')
-@minValue(60)
-@maxValue(1700)
+@minValue(1)
+@maxValue(1740)
 param operationBudgetSecs int = 1500
 
 @description('CMK_DEFAULT_RETRY_AFTER_SECS: poll pace when Resource Manager sends no Retry-After.')
@@ -147,12 +147,12 @@ param operationBudgetSecs int = 1500
 param defaultRetryAfterSecs int = 60
 
 @description('CMK_MIN_POLL_INTERVAL_MS: floor under Retry-After between polls.')
-@minValue(100)
-@maxValue(60000)
+@minValue(10)
+@maxValue(600000)
 param minPollIntervalMs int = 1000
 
 @description('CMK_BUSY_POLL_MS: pace of looking again at a busy server (another operation in progress) within one delivery.')
-@minValue(1000)
+@minValue(100)
 @maxValue(600000)
 param busyPollMs int = 30000
 
@@ -162,7 +162,7 @@ param busyPollMs int = 30000
 param httpTimeoutSecs int = 30
 
 @description('CMK_MAX_BODY_BYTES: larger invocation bodies are refused with 413.')
-@minValue(4096)
+@minValue(1024)
 @maxValue(104857600)
 param maxBodyBytes int = 1048576
 

@@ -239,11 +239,22 @@ impl Config {
 
     /// Values that parse but cannot work.
     fn check_ranges(&self) -> Result<(), ConfigError> {
+        // Said in the setting's own unit: `0 is outside 1 to 25 (seconds)`.
         let within = |name: &'static str, value: Duration, low: Duration, high: Duration| {
             if value < low || value > high {
+                let (unit, show): (&str, fn(Duration) -> u128) = if name.ends_with("_MS") {
+                    ("milliseconds", |d| d.as_millis())
+                } else {
+                    ("seconds", |d| u128::from(d.as_secs()))
+                };
                 return Err(err(
                     name,
-                    format!("{value:?} is outside {low:?}..={high:?}"),
+                    format!(
+                        "{} is outside {} to {} ({unit})",
+                        show(value),
+                        show(low),
+                        show(high)
+                    ),
                 ));
             }
             Ok(())
@@ -338,7 +349,7 @@ fn parse_num<T: std::str::FromStr>(
     get(name)
         .map(|v| {
             v.parse()
-                .map_err(|_| err(name, format!("{v:?} is not a valid number")))
+                .map_err(|_| err(name, format!("{v:?} is not a whole number in range")))
         })
         .transpose()
 }
@@ -354,7 +365,10 @@ fn parse_bool(get: &Get, name: &'static str) -> Result<Option<bool>, ConfigError
         .map(|v| match v.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" => Ok(true),
             "0" | "false" | "no" => Ok(false),
-            _ => Err(err(name, format!("{v:?} is not true or false"))),
+            _ => Err(err(
+                name,
+                format!("{v:?} is not true or false (1/0 and yes/no also work)"),
+            )),
         })
         .transpose()
 }
@@ -444,10 +458,12 @@ fn parse_tag(value: &str) -> Result<OptInTag, ConfigError> {
     let (name, tag_value) = value
         .split_once('=')
         .ok_or_else(|| err(NAME, "expected name=value"))?;
+    if name.trim().is_empty() || tag_value.trim().is_empty() {
+        return Err(err(NAME, "expected name=value, both non-empty"));
+    }
     let plain = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     if !plain(name.trim()) || !plain(tag_value.trim()) {
         return Err(err(
@@ -513,9 +529,21 @@ fn parse_credential(get: &Get) -> Result<CredentialKind, ConfigError> {
             NAME,
             "managed-identity needs IDENTITY_ENDPOINT and IDENTITY_HEADER (set by Functions)",
         )),
-        "managed-identity" => Ok(CredentialKind::ManagedIdentity {
-            client_id: get("AZURE_CLIENT_ID"),
-        }),
+        "managed-identity" => {
+            let endpoint = get("IDENTITY_ENDPOINT").unwrap_or_default();
+            let host = reqwest::Url::parse(&endpoint)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string));
+            if host.is_none_or(|h| h == "169.254.169.254") {
+                return Err(err(
+                    "IDENTITY_ENDPOINT",
+                    "must be the URL of the platform's local token endpoint (set by Functions), never the VM metadata address",
+                ));
+            }
+            Ok(CredentialKind::ManagedIdentity {
+                client_id: get("AZURE_CLIENT_ID"),
+            })
+        }
         "client-secret" => {
             let need = |n: &'static str| {
                 get(n).ok_or_else(|| err(n, "required with CMK_CREDENTIAL=client-secret"))
@@ -594,11 +622,42 @@ mod tests {
                 &[("CMK_SUBSCRIPTIONS", SUB), ("CMK_LOG_FORMAT", "xml")],
                 "CMK_LOG_FORMAT",
             ),
+            (
+                &[
+                    ("CMK_SUBSCRIPTIONS", SUB),
+                    (
+                        "IDENTITY_ENDPOINT",
+                        "http://169.254.169.254/metadata/identity/oauth2/token",
+                    ),
+                    ("IDENTITY_HEADER", "h"),
+                ],
+                "IDENTITY_ENDPOINT",
+            ),
         ];
         for (pairs, name) in cases {
             let e = config(pairs).unwrap_err();
             assert_eq!(e.name, *name, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_in_the_settings_own_terms() {
+        let reason = |pairs: &[(&str, &str)]| config(pairs).unwrap_err().reason;
+        assert_eq!(
+            reason(&[("CMK_SUBSCRIPTIONS", SUB), ("CMK_EVENT_BUDGET_SECS", "0")]),
+            "0 is outside 1 to 25 (seconds)"
+        );
+        assert_eq!(
+            reason(&[("CMK_SUBSCRIPTIONS", SUB), ("CMK_BUSY_POLL_MS", "50")]),
+            "50 is outside 100 to 600000 (milliseconds)"
+        );
+        assert_eq!(
+            reason(&[("CMK_SUBSCRIPTIONS", SUB), ("CMK_OPT_IN_TAG", "x=")]),
+            "expected name=value, both non-empty"
+        );
+        assert!(
+            reason(&[("CMK_SUBSCRIPTIONS", SUB), ("CMK_ALLOW_HTTP", "banana")]).contains("yes/no")
+        );
     }
 
     #[test]

@@ -123,10 +123,22 @@ pub async fn collect(
         problems: Vec::new(),
     };
 
-    for candidate in candidates
+    let in_scope: Vec<_> = candidates
         .iter()
         .filter(|c| subscription_of(&c.id).is_some_and(|s| config.subscriptions.contains(&s)))
-    {
+        .collect();
+    // Resource Graph answers a caller without read access with nothing at
+    // all: an empty report must not look like a healthy one.
+    if in_scope.is_empty() && only_key.is_none() {
+        let tag = config.opt_in_tag.as_ref().map_or(String::new(), |t| {
+            format!(" with the tag {}={}", t.name, t.value)
+        });
+        report.problems.push(format!(
+            "no PostgreSQL flexible server with a Key Vault key{tag} was found in {}; if there should be some, check that the handler's identity can read flexible servers there (Resource Graph returns only what it may read)",
+            config.subscriptions.join(", ")
+        ));
+    }
+    for candidate in in_scope {
         if only_key.is_none() {
             report
                 .problems

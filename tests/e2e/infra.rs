@@ -234,6 +234,55 @@ fn app_setting_defaults_are_the_handler_defaults() {
 }
 
 #[test]
+fn numeric_parameters_accept_exactly_the_handlers_range() {
+    let main = BicepFile::load(&infra().join("main.bicep"));
+    let accepts = |name: &str, value: i64| {
+        let value = value.to_string();
+        Config::from_lookup(|n| match n {
+            "CMK_SUBSCRIPTIONS" => Some("00000000-0000-0000-0000-000000000000".into()),
+            _ if n == name => Some(value.clone()),
+            _ => None,
+        })
+        .is_ok()
+    };
+    let mut checked = 0;
+    for (name, value) in app_settings() {
+        // `CMK_X: string(param)` in main.bicep's handlerSettings.
+        let Some(param) = value
+            .text()
+            .strip_prefix("string(")
+            .and_then(|t| t.strip_suffix(')'))
+        else {
+            continue;
+        };
+        let decl = main.param(param);
+        let bound = |d: &str| -> i64 {
+            decl.decorator(d)
+                .unwrap_or_else(|| panic!("{param} has no @{d}"))
+                .trim_matches(|c| c == '(' || c == ')')
+                .parse()
+                .expect("a number")
+        };
+        let (low, high) = (bound("minValue"), bound("maxValue"));
+        assert!(accepts(&name, low), "{name}: the handler refuses {low}");
+        assert!(accepts(&name, high), "{name}: the handler refuses {high}");
+        assert!(
+            !accepts(&name, low - 1),
+            "{name}: the Bicep minimum {low} is above the handler's"
+        );
+        // The handler sets no upper bound on the body size.
+        if name != "CMK_MAX_BODY_BYTES" {
+            assert!(
+                !accepts(&name, high + 1),
+                "{name}: the Bicep maximum {high} is below the handler's"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 7, "every numeric setting");
+}
+
+#[test]
 fn key_events_reach_the_event_function_with_retry_and_dead_letter() {
     let file = BicepFile::load(&infra().join("modules/key-events.bicep"));
     let sub = file.resource("Microsoft.EventGrid/systemTopics/eventSubscriptions");

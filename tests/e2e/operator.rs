@@ -164,6 +164,20 @@ async fn status_reports_every_key_reference_with_its_drift() {
 }
 
 #[tokio::test]
+async fn status_of_an_empty_scope_is_a_problem_not_a_clean_bill() {
+    let (w, _) = world().await;
+    let empty = "11111111-1111-1111-1111-111111111111";
+    let run = handler(&w, &["status", "--subscription", empty]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("problem: no PostgreSQL flexible server with a Key Vault key with the tag cmk-rotation=enabled was found in 11111111-1111-1111-1111-111111111111"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
 async fn bad_arguments_exit_with_the_usage_code() {
     let (w, _) = world().await;
     assert_eq!(handler(&w, &["plan"]).await.code, 2);
