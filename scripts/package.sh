@@ -33,7 +33,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-case "$out" in
+# The staging folder is the zip's path without .zip, and it is emptied
+# first: a bare ".zip" name would empty its parent.
+case "$(basename -- "$out")" in
+  .zip) echo "package.sh: --out needs a file name before .zip" >&2; exit 2 ;;
   *.zip) ;;
   *) echo "package.sh: --out must end in .zip" >&2; exit 2 ;;
 esac
@@ -49,7 +52,9 @@ PY
 )
 
 musl_available() {
-  rustup target list --installed 2>/dev/null | grep -qx "$musl_target" &&
+  # grep reads the whole list (no -q): an early exit could kill rustup with
+  # SIGPIPE, and pipefail would then hide an installed target.
+  rustup target list --installed 2>/dev/null | grep -x "$musl_target" >/dev/null &&
     command -v musl-gcc >/dev/null
 }
 

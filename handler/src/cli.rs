@@ -349,10 +349,10 @@ fn print_results(results: &[(String, bool, String)], json: bool) {
         );
         return;
     }
-    println!("\n{:<28} {:<8} result", "server", "outcome");
+    println!("\n{:<28} {:<9} result", "server", "outcome");
     for (server, ok, text) in results {
         println!(
-            "{server:<28} {:<8} {text}",
+            "{server:<28} {:<9} {text}",
             if *ok { "ok" } else { "attention" }
         );
     }
