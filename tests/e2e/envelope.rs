@@ -69,9 +69,40 @@ async fn bodies_that_are_not_invocations_are_answered_not_crashed_on() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(post("api/KeyEvent", "{}").await.unwrap().status(), 404);
+    let get = client
+        .get(format!("http://127.0.0.1:{port}/{EVENT_FN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["content-type"], "application/json");
     // Still alive after all of that.
     assert_eq!(post(EVENT_FN, "{}").await.unwrap().status(), 200);
     assert!(w.azure.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_start_line_shows_every_setting_in_effect() {
+    let w = World::start().await;
+    let line = w
+        .host
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("settings in effect"))
+        .expect("a start line");
+    for field in [
+        "default_retry_after_secs=1",
+        "min_poll_interval_ms=100",
+        "busy_poll_ms=200",
+        "http_timeout_secs=30",
+        "max_body_bytes=1048576",
+        "postgres_api_version=2025-08-01",
+        "credential=\"managed-identity\"",
+        "allow_http=true",
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+    assert!(!line.contains(standin::azure::FakeAzure::IDENTITY_HEADER));
 }
 
 #[tokio::test]

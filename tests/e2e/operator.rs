@@ -188,6 +188,15 @@ async fn bad_arguments_exit_with_the_usage_code() {
             .contains("not under a configured Key Vault DNS suffix")
     );
     assert!(w.azure.requests().is_empty());
+
+    // A bad --subscription is blamed on the flag, not the environment.
+    let run = handler(&w, &["status", "--subscription", "not-a-guid"]).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("--subscription: \"not-a-guid\""),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
